@@ -1,0 +1,165 @@
+"""Clocks: every wait in qbs_lab goes through one, so an overnight plan can be dry-run in seconds.
+
+``RealClock`` is wall time, for the fridge. ``VirtualClock`` is simulated time that only moves when
+something waits on it (or when an instrument is queried, by a small I/O latency), so a run on the
+simulated lab is fast and repeats bit-identically.
+
+Unmodified instrument drivers call ``time.sleep`` themselves (for example QCoDeS's AMI430 polls its
+ramp state in a sleep loop). :func:`patch_driver_time` swaps the ``time`` module those driver modules
+see for a shim whose ``sleep``/``time``/``monotonic``/``perf_counter`` follow a clock, so their waits
+advance the simulation too. The shim is per-module: the rest of the process keeps real time.
+
+Examples
+--------
+>>> clock = VirtualClock()
+>>> clock.sleep(3600.0)
+>>> clock.now()
+3600.0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import threading
+import time as _time
+import types
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "DRIVER_MODULES",
+    "Clock",
+    "RealClock",
+    "VirtualClock",
+    "patch_driver_time",
+]
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What waits and timestamps need: seconds since the clock's epoch, and a sleep."""
+
+    def now(self) -> float:
+        """Seconds since this clock's epoch."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on this clock."""
+        ...
+
+
+class RealClock:
+    """Wall time (monotonic). ``now()`` counts from the clock's creation."""
+
+    virtual = False
+
+    def __init__(self) -> None:
+        self._t0 = _time.monotonic()
+
+    def now(self) -> float:
+        return _time.monotonic() - self._t0
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            _time.sleep(seconds)
+
+    def __repr__(self) -> str:
+        return f"RealClock(now={self.now():.3f} s)"
+
+
+class VirtualClock:
+    """Simulated time that advances only when something waits on it.
+
+    Parameters
+    ----------
+    start : float
+        Initial time in seconds.
+    io_latency : float
+        Seconds one instrument query costs (advanced by the transports through :meth:`tick`). It keeps
+        busy-polling loops from spinning forever at a fixed instant, and makes a dry run's duration
+        include communication, as at the fridge.
+    """
+
+    virtual = True
+
+    def __init__(self, start: float = 0.0, io_latency: float = 2e-3) -> None:
+        self._t = float(start)
+        self.io_latency = float(io_latency)
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        return self._t
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            with self._lock:
+                self._t += float(seconds)
+
+    def tick(self) -> None:
+        """Advance by one I/O latency (called once per instrument message)."""
+        self.sleep(self.io_latency)
+
+    def __repr__(self) -> str:
+        return f"VirtualClock(now={self._t:.3f} s)"
+
+
+class _ClockTime(types.ModuleType):
+    """A stand-in for the ``time`` module whose clock functions follow a :class:`Clock`."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__("time")
+        self._clock = clock
+        self._epoch = _time.time()
+
+    def __getattr__(self, name: str) -> object:  # everything else is the real module's
+        return getattr(_time, name)
+
+    def sleep(self, seconds: float) -> None:
+        self._clock.sleep(seconds)
+
+    def monotonic(self) -> float:
+        return self._clock.now()
+
+    perf_counter = monotonic
+
+    def time(self) -> float:
+        return self._epoch + self._clock.now()
+
+
+#: Driver modules that call ``time`` directly and so need the shim under a virtual clock.
+DRIVER_MODULES: tuple[str, ...] = (
+    "qcodes.instrument_drivers.american_magnetics.AMI430_visa",
+    "qcodes.instrument_drivers.Lakeshore.lakeshore_base",
+    "qcodes.instrument_drivers.Lakeshore.Lakeshore_model_372",
+    "qcodes.instrument_drivers.stanford_research.SR830",
+    "qcodes.instrument_drivers.stanford_research.SR86x",
+    "qcodes.instrument_drivers.Keithley.Keithley_2450",
+    "qcodes.instrument_drivers.rohde_schwarz.SGS100A",
+    "pymeasure.instruments.ami.ami430",
+    "pymeasure.instruments.srs.sr830",
+    "pymeasure.instruments.keithley.keithley2450",
+)
+
+
+@contextlib.contextmanager
+def patch_driver_time(clock: Clock, modules: tuple[str, ...] = DRIVER_MODULES) -> Iterator[None]:
+    """Make the named driver modules' ``time`` follow ``clock`` for the duration of the block.
+
+    Modules that are not installed, or that do not import ``time`` as a module, are skipped.
+    """
+    shim = _ClockTime(clock)
+    patched: list[types.ModuleType] = []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if getattr(module, "time", None) is _time:
+            module.time = shim  # type: ignore[attr-defined]
+            patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            module.time = _time  # type: ignore[attr-defined]

@@ -1,0 +1,305 @@
+"""The emulator base: one instrument's command language on top of the simulated lab's physical state.
+
+An emulator is a message-in, reply-out machine, independent of transport (in-process VISA or TCP):
+:meth:`Emulator.handle` takes one program message (termination stripped), runs each ``;``-chained
+command through the handler whose :class:`~qbs_lab.sim.scpi.Pattern` matches, and returns the reply
+(queries' answers joined by ``;``) or None when nothing is to be sent back.
+
+Handlers are declared on subclasses, PyMeasure-style, with :func:`command`::
+
+    class MyEmulator(ScpiEmulator):
+        @command("[:SOURce]:VOLTage[:LEVel]?")
+        def _volt_q(self, args: list[str], n: tuple[int, ...]) -> str:
+            return f"{self.volt:.6E}"
+
+``args`` are the comma-separated arguments, ``n`` the numeric suffixes of the header. A handler raises
+:class:`CommandError` for a command the real instrument would reject (bad value, out of range); the
+base records the error the way the instrument does (:meth:`Emulator.report_error`), never hangs, and
+never silently accepts it. Every received command is kept in :attr:`Emulator.log`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+from qbs_lab.sim.scpi import Pattern, parse_arguments, split_header, split_message
+
+if TYPE_CHECKING:
+    from qbs_lab.sim.lab_state import LabState
+
+__all__ = ["CommandError", "Emulator", "LoggedCommand", "ScpiEmulator", "command", "to_bool"]
+
+Handler = Callable[["Emulator", list[str], tuple[int, ...]], "str | None"]
+
+
+class CommandError(Exception):
+    """A command the instrument rejects. ``code`` follows SCPI (-100s: command, -200s: execution)."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(f"{code},{text}")
+        self.code = code
+        self.text = text
+
+
+@dataclass(frozen=True)
+class LoggedCommand:
+    """One command as the instrument received it.
+
+    ``time`` is on the lab's clock [s]; ``command`` is one ``;``-separated part of a message, as sent;
+    ``reply`` is the answer to a query (None for a write); ``error`` is the error it raised, if any.
+    """
+
+    time: float
+    command: str
+    reply: str | None
+    error: str | None = None
+
+    @property
+    def header(self) -> str:
+        return split_header(self.command)[0]
+
+    @property
+    def args(self) -> list[str]:
+        return parse_arguments(split_header(self.command)[1])
+
+
+def command(pattern: str) -> Callable[[Handler], Handler]:
+    """Declare a method as the handler of a command pattern (see :mod:`qbs_lab.sim.scpi`)."""
+
+    def decorate(func: Handler) -> Handler:
+        patterns: list[str] = getattr(func, "_patterns", [])
+        func._patterns = [*patterns, pattern]  # type: ignore[attr-defined]
+        return func
+
+    return decorate
+
+
+def to_bool(arg: str) -> bool:
+    """SCPI boolean: ON/OFF/1/0 (any case)."""
+    a = arg.strip().upper()
+    if a in ("1", "ON"):
+        return True
+    if a in ("0", "OFF"):
+        return False
+    raise CommandError(-224, "Illegal parameter value")
+
+
+def to_float(arg: str) -> float:
+    try:
+        return float(arg)
+    except ValueError:
+        raise CommandError(-104, "Data type error") from None
+
+
+def to_int(arg: str) -> int:
+    try:
+        value = float(arg)
+    except ValueError:
+        raise CommandError(-104, "Data type error") from None
+    if value != int(value):
+        raise CommandError(-104, "Data type error")
+    return int(value)
+
+
+class Emulator:
+    """Base class of all instrument emulators.
+
+    Parameters
+    ----------
+    name : str
+        The instrument's name in the station.
+    lab : LabState
+        The simulated lab's physical state that this instrument observes and drives.
+    rng : numpy.random.Generator
+        This instrument's own noise source (one per instrument keeps runs reproducible).
+
+    Class attributes a subclass sets: ``model`` (shown in logs), ``idn`` (the ``*IDN?`` answer),
+    ``reply_termination`` (what the instrument ends replies with), ``greeting`` (text the instrument
+    sends on connect, e.g. the AMI 430's), and ``chain_replies`` (join replies to chained queries with
+    ``;`` as SCPI does).
+    """
+
+    model: ClassVar[str] = "generic"
+    idn: ClassVar[str] = "QBS_LAB,EMULATOR,0,0.1"
+    reply_termination: ClassVar[str] = "\n"
+    greeting: ClassVar[str | None] = None
+    _handlers: ClassVar[list[tuple[Pattern, Handler]]]
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        handlers: list[tuple[Pattern, Handler]] = []
+        seen: set[str] = set()
+        # own class first, then bases, so a subclass can override a base command
+        for klass in cls.__mro__:
+            for attr, func in vars(klass).items():
+                if attr in seen or not callable(func):
+                    continue
+                for text in getattr(func, "_patterns", ()):
+                    handlers.append((Pattern(text), func))
+                seen.add(attr)
+        cls._handlers = handlers
+
+    def __init__(self, name: str, lab: LabState, rng: np.random.Generator) -> None:
+        self.name = name
+        self.lab = lab
+        self.rng = rng
+        self.log: list[LoggedCommand] = []
+        self.errors: deque[tuple[int, str]] = deque(maxlen=30)
+        self.esr = 0  # IEEE-488.2 standard event status register
+        self.lock = lab.lock  # the lab's lock: instruments share one physical state
+        self.reset()
+
+    # -- state -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Front-panel defaults (``*RST``). Subclasses extend it."""
+        self.errors.clear()
+        self.esr = 0
+
+    # -- message handling --------------------------------------------------------------------
+    def handle(self, message: str) -> str | None:
+        """Run one program message; return the reply text (without termination) or None."""
+        with self.lock:
+            self.lab.sync()
+            replies: list[str] = []
+            previous_path = ""
+            for part in split_message(message.strip("\r\n")):
+                reply, error, previous_path = self._run(part, previous_path)
+                self.log.append(LoggedCommand(self.lab.clock.now(), part, reply, error))
+                if reply is not None:
+                    replies.append(reply)
+            if not replies:
+                return None
+            return ";".join(replies)
+
+    def _run(self, part: str, previous_path: str) -> tuple[str | None, str | None, str]:
+        header, argtext = split_header(part)
+        found = self._find(header)
+        if found is None and previous_path and not header.startswith((":", "*")):
+            header = previous_path + ":" + header
+            found = self._find(header)
+        if found is None:
+            self.report_error(-113, "Undefined header")
+            return None, f"-113,Undefined header: {part}", previous_path
+        func, suffixes = found
+        path = header.lstrip(":").rsplit(":", 1)[0] if ":" in header.lstrip(":") else ""
+        try:
+            reply = func(self, parse_arguments(argtext), suffixes)
+        except CommandError as err:
+            self.report_error(err.code, err.text)
+            return None, f"{err.code},{err.text}", path
+        return reply, None, path
+
+    def _find(self, header: str) -> tuple[Handler, tuple[int, ...]] | None:
+        for pattern, func in self._handlers:
+            suffixes = pattern.match(header)
+            if suffixes is not None:
+                return func, suffixes
+        return None
+
+    def report_error(self, code: int, text: str) -> None:
+        """Record an error as the instrument does: SCPI error queue plus the ESR bit.
+
+        ESR bits (IEEE-488.2): 2 query error, 3 device-dependent, 4 execution error, 5 command error.
+        """
+        self.errors.append((code, text))
+        if -199 <= code <= -100:
+            self.esr |= 1 << 5
+        elif -299 <= code <= -200:
+            self.esr |= 1 << 4
+        elif -499 <= code <= -400:
+            self.esr |= 1 << 2
+        else:
+            self.esr |= 1 << 3
+
+    def on_connect(self) -> str | None:
+        """Text sent unprompted when a client connects (the greeting), if any."""
+        return self.greeting
+
+    # -- IEEE-488.2 common commands -----------------------------------------------------------
+    @command("*IDN?")
+    def _idn(self, args: list[str], n: tuple[int, ...]) -> str:
+        return self.idn
+
+    @command("*RST")
+    def _rst(self, args: list[str], n: tuple[int, ...]) -> None:
+        self.reset()
+
+    @command("*CLS")
+    def _cls(self, args: list[str], n: tuple[int, ...]) -> None:
+        self.errors.clear()
+        self.esr = 0
+
+    @command("*ESR?")
+    def _esr_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        value, self.esr = self.esr, 0
+        return str(value)
+
+    @command("*ESE")
+    def _ese(self, args: list[str], n: tuple[int, ...]) -> None:
+        self.ese = to_int(args[0]) if args else 0
+
+    @command("*ESE?")
+    def _ese_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        return str(getattr(self, "ese", 0))
+
+    @command("*SRE")
+    def _sre(self, args: list[str], n: tuple[int, ...]) -> None:
+        self.sre = to_int(args[0]) if args else 0
+
+    @command("*SRE?")
+    def _sre_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        return str(getattr(self, "sre", 0))
+
+    @command("*STB?")
+    def _stb_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        esb = 1 << 5 if self.esr else 0
+        eav = 1 << 2 if self.errors else 0
+        return str(esb | eav)
+
+    @command("*OPC?")
+    def _opc_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        return "1"
+
+    @command("*OPC")
+    def _opc(self, args: list[str], n: tuple[int, ...]) -> None:
+        self.esr |= 1
+
+    @command("*WAI")
+    def _wai(self, args: list[str], n: tuple[int, ...]) -> None:
+        return None
+
+    @command("*TST?")
+    def _tst(self, args: list[str], n: tuple[int, ...]) -> str:
+        return "0"
+
+
+class ScpiEmulator(Emulator):
+    """An SCPI instrument: adds the ``SYSTem:ERRor`` queue and ``SYSTem:VERSion``."""
+
+    @command("SYSTem:ERRor[:NEXT]?")
+    def _err_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        if not self.errors:
+            return '0,"No error"'
+        code, text = self.errors.popleft()
+        return f'{code},"{text}"'
+
+    @command("SYSTem:ERRor:COUNt?")
+    def _err_count(self, args: list[str], n: tuple[int, ...]) -> str:
+        return str(len(self.errors))
+
+    @command("SYSTem:ERRor:ALL?")
+    def _err_all(self, args: list[str], n: tuple[int, ...]) -> str:
+        if not self.errors:
+            return '0,"No error"'
+        out = ",".join(f'{c},"{t}"' for c, t in self.errors)
+        self.errors.clear()
+        return out
+
+    @command("SYSTem:VERSion?")
+    def _version(self, args: list[str], n: tuple[int, ...]) -> str:
+        return "1999.0"
