@@ -128,9 +128,20 @@ def parse_arguments(text: str) -> list[str]:
     if not text.strip():
         return []
     out: list[str] = []
-    for raw in re.findall(r'"[^"]*"|\'[^\']*\'|[^,]+', text):
-        arg = raw.strip()
-        if len(arg) >= 2 and arg[0] == arg[-1] and arg[0] in "\"'":
-            arg = arg[1:-1]
-        out.append(arg)
+    buf: list[str] = []
+    quote: str | None = None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+            else:
+                buf.append(ch)
+        elif ch in "\"'":
+            quote = ch
+        elif ch == ",":
+            out.append("".join(buf).strip())
+            buf = []
+        else:
+            buf.append(ch)
+    out.append("".join(buf).strip())
     return out

@@ -1,0 +1,102 @@
+"""The ``qbs-lab`` command.
+
+    qbs-lab demo [--station PATH] [--scenario NAME] [--seed N]
+        A short dry run on the simulated lab through the QCoDeS drivers, printing live readings.
+    qbs-lab sim serve [--station PATH] [--scenario NAME] [--seed N] [--port-base N]
+        Serve the station's emulated instruments on 127.0.0.1 (real time) until Ctrl-C.
+
+A mistake a user can make (missing or broken station file, unknown scenario) ends in one line naming
+the file and key and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Sequence
+
+from qbs_lab import __version__
+from qbs_lab.clock import RealClock
+from qbs_lab.sim.lab import SimLab, SimLabError
+from qbs_lab.sim.sample import SCENARIOS
+
+__all__ = ["main"]
+
+
+def _add_lab_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--station", default="station.yaml", help="station file (default: %(default)s)")
+    p.add_argument("--scenario", choices=sorted(SCENARIOS), help="sample scenario (default: the station's sim.scenario)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qbs-lab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"qbs_lab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="dry-run R(B) isotherms on the simulated lab, printing live readings")
+    _add_lab_options(demo)
+    sim = sub.add_parser("sim", help="the simulated lab")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    serve = sim_sub.add_parser("serve", help="serve the emulated instruments on 127.0.0.1 until Ctrl-C")
+    _add_lab_options(serve)
+    serve.add_argument(
+        "--port-base", type=int, default=0,
+        help="first TCP port (instruments take consecutive ports); default: free ports from the OS",
+    )
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from qbs_lab.sim.demo import run_demo
+
+    with SimLab.from_station(args.station, seed=args.seed, scenario=args.scenario) as lab:
+        missing = {"lockin", "gate", "magnet", "fridge"} - set(lab.instruments)
+        if missing:
+            raise SimLabError(
+                f"{args.station}: the demo needs instruments named {', '.join(sorted(missing))}"
+            )
+        run_demo(lab)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    lab = SimLab.from_station(args.station, seed=args.seed, scenario=args.scenario, clock=RealClock())
+    ports = {name: args.port_base + i for i, name in enumerate(lab.instruments)} if args.port_base else None
+    try:
+        addresses = lab.serve_tcp(ports)
+    except OSError as err:
+        lab.close()
+        raise SimLabError(f"cannot open the TCP ports ({err.strerror})") from None
+    print(f"simulated lab from {args.station} (scenario {lab.scenario!r}, seed {lab.seed}); real time")
+    width = max(len(n) for n in addresses)
+    for name, address in addresses.items():
+        print(f"  {name:<{width}}  {address}")
+    print("connect with visalib='@py'; Ctrl-C stops the server", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        lab.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "sim" and args.sim_command == "serve":
+            return _serve(args)
+    except SimLabError as err:
+        print(f"qbs-lab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qbs-lab: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
