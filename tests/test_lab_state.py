@@ -20,7 +20,6 @@ def make(scenario: str = "clean") -> tuple[LabState, VirtualClock]:
 def test_lockin_output_lags_a_step_by_its_filter() -> None:
     lab, clock = make()
     lab.magnet.segments = [(1.0, 1.0)]  # fast, so the field step is (almost) instant
-    lab.fridge.T_mc = lab.fridge.T_sample = 0.1
     B_c = lab.truth(15.0)["B_c"]
     lab.magnet.target = 0.5 * B_c
     lab.magnet.ramp()
