@@ -26,7 +26,11 @@ __all__ = ["main"]
 
 def _add_lab_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--station", default="station.yaml", help="station file (default: %(default)s)")
-    p.add_argument("--scenario", choices=sorted(SCENARIOS), help="sample scenario (default: the station's sim.scenario)")
+    p.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        help="sample scenario (default: the station's sim.scenario)",
+    )
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
 
 
@@ -41,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = sim_sub.add_parser("serve", help="serve the emulated instruments on 127.0.0.1 until Ctrl-C")
     _add_lab_options(serve)
     serve.add_argument(
-        "--port-base", type=int, default=0,
+        "--port-base",
+        type=int,
+        default=0,
         help="first TCP port (instruments take consecutive ports); default: free ports from the OS",
     )
     return parser

@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 __all__ = ["HEATER_RANGES", "Cryostat", "CryostatParams"]
 
 #: Lakeshore 372 sample-heater ranges: index -> full-scale current [A] (0 = off).
-HEATER_RANGES: tuple[float, ...] = (0.0, 31.6e-6, 100e-6, 316e-6, 1e-3, 3.16e-3, 10e-3, 31.6e-3, 100e-3)
+HEATER_RANGES: tuple[float, ...] = (
+    0.0,
+    31.6e-6,
+    100e-6,
+    316e-6,
+    1e-3,
+    3.16e-3,
+    10e-3,
+    31.6e-3,
+    100e-3,
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ class Cryostat:
         self.control_channel = 6
         self.stuck_heater = False  # fault: heater output stuck at full scale
         self._integral = 0.0
-        self._last_error: float | None = None
+        self._dTdt = 0.0
 
     # -- readings ---------------------------------------------------------------------------
     def temperature(self, channel: int) -> float:
@@ -103,15 +113,16 @@ class Cryostat:
         P, I, D = self.pid
         error = self.setpoint - self.temperature(self.control_channel)
         integral = self._integral / I if I > 0 else 0.0
-        out = P * (error + integral) * 100.0 + self.manual_output
+        # derivative on the measurement, not the error, so a setpoint step gives no kick
+        out = P * (error + integral - D * self._dTdt) * 100.0 + self.manual_output
         return min(max(out, 0.0), 100.0)
 
     def step(self, dt: float) -> None:
         """Advance the thermal state by ``dt`` seconds (one explicit step, dt <= max_step)."""
         p = self.params
+        T_control = self.temperature(self.control_channel)
         if self.heater_mode == "closed_loop" and self.heater_range > 0:
-            P, I, _ = self.pid
-            error = self.setpoint - self.temperature(self.control_channel)
+            error = self.setpoint - T_control
             # anti-windup: integrate only while the output is not pinned at a rail
             out = self._pid_output()
             if 0.0 < out < 100.0 or (out >= 100.0 and error < 0) or (out <= 0.0 and error > 0):
@@ -125,6 +136,7 @@ class Cryostat:
         # a large heater step can overshoot an explicit step at low T: cap the relative change
         self.T_mc = max(T + max(min(dT, 0.5 * T), -0.5 * (T - p.T_base)), p.T_base)
         self.T_sample += (self.T_mc - self.T_sample) * (1.0 - math.exp(-dt / p.tau_sample))
+        self._dTdt = (self.temperature(self.control_channel) - T_control) / dt if dt > 0 else 0.0
 
     def advance(self, dt: float) -> None:
         """Advance by ``dt`` seconds in steps of at most :attr:`max_step`."""

@@ -21,7 +21,7 @@ __all__ = ["run_demo"]
 
 
 def _fmt_duration(seconds: float) -> str:
-    h, rem = divmod(int(round(seconds)), 3600)
+    h, rem = divmod(round(seconds), 3600)
     m, s = divmod(rem, 60)
     return f"{h:d}:{m:02d}:{s:02d}"
 

@@ -58,9 +58,11 @@ class Gate:
             return V
         limit = self.current_limit
         # largest |V| on the way to the setpoint whose leakage stays within the limit
-        return brentq(lambda v: abs(self.leakage(v)) - limit, 0.0, V, xtol=1e-9) if abs(
-            self.leakage(0.0)
-        ) < limit else 0.0
+        return (
+            brentq(lambda v: abs(self.leakage(v)) - limit, 0.0, V, xtol=1e-9)
+            if abs(self.leakage(0.0)) < limit
+            else 0.0
+        )
 
     def measured_current(self, rng: np.random.Generator) -> float:
         """Measured source current [A] including the meter's noise."""

@@ -143,7 +143,10 @@ class SimLab:
         except OSError as err:
             raise SimLabError(f"{path}: cannot read the station file ({err.strerror})") from None
         except yaml.YAMLError as err:
-            raise SimLabError(f"{path}: not valid YAML: {err}") from None
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise SimLabError(f"{path}:{where} not valid YAML ({problem})") from None
         instruments = doc.get("instruments")
         if not isinstance(instruments, dict) or not instruments:
             raise SimLabError(f"{path}: instruments: is missing or empty")

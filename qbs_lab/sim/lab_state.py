@@ -96,9 +96,7 @@ class LabState:
         omega = 2 * math.pi * self.lockin.frequency * self.lockin.harmonic
         R = op["R"]
         Z = R / complex(1.0, omega * R * self.C_shunt)
-        self.lockin.input_noise_density = math.sqrt(
-            self.lockin.noise_density**2 + 4 * K_B * op["T_e"] * R
-        )
+        self.lockin.input_noise_density = math.sqrt(self.lockin.noise_density**2 + 4 * K_B * op["T_e"] * R)
         return op["I"] * Z
 
     # -- time -------------------------------------------------------------------------------------
@@ -122,7 +120,9 @@ class LabState:
             self._advance_slow(dt - memory)
             self.lockin.settle(self.lockin_input())
             dt = memory
-        h = self.lockin.time_constant / 10.0
+        # the filter update is exact for an input held over a step; the input moves on the scale of
+        # seconds (magnet ramp, thermal lag), so half a time constant (at most 0.5 s) is fine enough
+        h = min(self.lockin.time_constant / 2.0, self.fridge.max_step)
         while dt > 1e-12:
             step = min(h, dt)
             self._advance_slow(step)

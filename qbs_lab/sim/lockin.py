@@ -60,12 +60,18 @@ class Lockin:
         self._stages = [value] * 4
 
     def step(self, dt: float, value: complex) -> None:
-        """Advance the filter by ``dt`` with the input held at ``value``."""
-        a = 1.0 - math.exp(-dt / self.time_constant)
-        prev = value
-        for k in range(self.stages):
-            self._stages[k] += (prev - self._stages[k]) * a
-            prev = self._stages[k]
+        """Advance the filter by ``dt`` with the input held at ``value`` (exact for that input).
+
+        With e_k the k-th stage's distance from the input, the cascade's solution is
+        e_k(t + dt) = exp(-x) * sum_{j<=k} e_j(t) * x^(k-j) / (k-j)!, x = dt/tau.
+        """
+        x = dt / self.time_constant
+        decay = math.exp(-x)
+        n = self.stages
+        e = [self._stages[k] - value for k in range(n)]
+        powers = [x**m / math.factorial(m) for m in range(n)]
+        for k in range(n):
+            self._stages[k] = value + decay * sum(e[j] * powers[k - j] for j in range(k + 1))
 
     def output(self) -> complex:
         """Filtered output phasor (no noise), rotated by the reference phase."""

@@ -163,7 +163,7 @@ class SampleModel:
         R = 0.0 if expo > 700 else R_N / (1.0 + (R_N / R_c - 1.0) * math.exp(expo))
         if p.anomalous_metal and abs(B) < B_c:
             R = max(R, R_c * math.exp(-(B_c - abs(B)) / p.B_AM))
-        if T > p.T_window:
+        if p.T_window < T:
             # smooth crossover to the normal state between the window's top and T_sn
             s = (T - p.T_window) / (p.T_sn - p.T_window)
             w = s * s * (3 - 2 * s)

@@ -183,9 +183,7 @@ class QbsLabVisaLibrary(highlevel.VisaLibraryBase):
         emulator = self.lab.emulator_at(name)
         if emulator is None:
             return VISASession(0), constants.StatusCode.error_resource_not_found
-        return VISASession(self._register(_Session(self.lab, emulator, name))), (
-            constants.StatusCode.success
-        )
+        return VISASession(self._register(_Session(self.lab, emulator, name))), (constants.StatusCode.success)
 
     def close(self, session: Any) -> constants.StatusCode:
         if self.sessions.pop(session, None) is None:

@@ -1,30 +1,30 @@
 """Lake Shore Model 372 AC resistance bridge and temperature controller.
 
 The 372 speaks Lake Shore's own mnemonic language (user's manual, chapter 6 "Computer Interface
-Operation"), not SCPI: ``RDGK? 6`` reads channel 6 in kelvin, ``RANGE 0,5`` sets the sample heater's
-range. Replies end with CR LF. There is no error queue: a command it cannot parse sets the Command Error
-bit (CME, bit 5) of the Standard Event Status Register, a parameter out of range the Execution Error bit
-(EXE, bit 4); ``*ESR?`` reads and clears them.
+Operation"), not SCPI: ``RDGK? 6`` reads channel 6 in kelvin, ``RANGE 0,5`` sets the sample
+heater's range. Replies end with CR LF. There is no error queue: a command it cannot parse sets the
+Command Error bit (CME, bit 5) of the Standard Event Status Register, a parameter out of range the
+Execution Error bit (EXE, bit 4); ``*ESR?`` reads and clears them.
 
 Commands (manual names):
 
-- readings: ``RDGK?``/``KRDG?`` (K), ``RDGR?``/``SRDG?`` (Ohm), ``RDGST?`` (status bits), ``RDGPWR?``
-- inputs 1..16: ``INSET``, ``INTYPE``, ``INNAME``, ``TLIMIT``, ``FILTER``, ``SCAN`` (and their queries)
-- outputs 0 (sample heater), 1 (warm-up heater), 2 (analog/still): ``OUTMODE``, ``HTRSET``, ``RANGE``,
-  ``SETP``, ``PID``, ``MOUT``, ``RAMP``, ``RAMPST?``, ``HTR?``, ``AOUT?``, ``HTRST?``
+- readings: ``RDGK?``/``KRDG?`` (K), ``RDGR?``/``SRDG?`` (Ohm), ``RDGST?`` (status), ``RDGPWR?``
+- inputs 1..16: ``INSET``, ``INTYPE``, ``INNAME``, ``TLIMIT``, ``FILTER``, ``SCAN`` (and queries)
+- outputs 0 (sample heater), 1 (warm-up heater), 2 (analog/still): ``OUTMODE``, ``HTRSET``,
+  ``RANGE``, ``SETP``, ``PID``, ``MOUT``, ``RAMP``, ``RAMPST?``, ``HTR?``, ``AOUT?``, ``HTRST?``
 
 Physics: readings come from ``lab.fridge`` (temperature with 0.2 % thermometer noise; the RuOx
 resistance); a channel with no sensor reads 0 with status R.OVER + T.UNDER. The sample heater's
 settings are ``lab.fridge``'s (mode, control channel, range, setpoint, PID, manual output); the
-warm-up and analog outputs are front-panel state only. Two of the 372's own safety behaviours run each
-time the instrument is addressed: setpoint ramping (``RAMP``) moves ``lab.fridge.setpoint`` towards the
-target at the set rate, and a channel above its ``TLIMIT`` switches every heater off.
+warm-up and analog outputs are front-panel state only. Two of the 372's own safety behaviours run
+each time the instrument is addressed: setpoint ramping (``RAMP``) moves ``lab.fridge.setpoint``
+towards the target at the set rate, and a channel above its ``TLIMIT`` switches every heater off.
 
-Deviation from the manual, for the unmodified QCoDeS driver: ``HTRSET?`` answers the five fields that
-driver parses (``<type>,<resistance 1=25/2=50 Ohm>,<max current>,<max user current>,<display>``,
-the Model 336 layout) instead of the 372's four, for all three outputs; ``HTRSET`` takes either form.
-``HTR? 1``/``HTR? 2`` answer the warm-up/analog output (the manual's ``AOUT?``), since the driver asks
-``HTR?`` for every output.
+Deviations from the manual, for the unmodified QCoDeS driver: ``HTRSET?`` answers the five fields
+that driver parses (``<type>,<resistance 1=25/2=50 Ohm>,<max current>,<max user current>,
+<display>``, the Model 336 layout) instead of the 372's four, for all three outputs; ``HTRSET``
+takes either form. ``HTR? 1``/``HTR? 2`` answer the warm-up/analog output (the manual's
+``AOUT?``), since the driver asks ``HTR?`` for every output.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class _Input:
 
 @dataclass
 class _Output:
-    """Front-panel settings of one heater output (the sample heater's live ones are lab.fridge's)."""
+    """Front-panel settings of one heater output (the sample heater's live ones: lab.fridge)."""
 
     mode: int = 0
     input: int = 1
@@ -176,7 +176,7 @@ class Lakeshore372Emulator(Emulator):
                 fridge.heater_range = 0
                 self.outputs[1].range = self.outputs[2].range = 0
 
-    # -- argument helpers ---------------------------------------------------------------------------
+    # -- argument helpers --------------------------------------------------------------------------
     def _channel(self, args: list[str], allow_control: bool = False) -> int:
         """Input channel 1..16 (0 for the control input ``A`` where the command accepts it)."""
         if allow_control and args and args[0].strip().upper() == "A":
@@ -186,7 +186,7 @@ class Lakeshore372Emulator(Emulator):
     def _output(self, args: list[str]) -> int:
         return _int(args, 0, 0, 2)
 
-    # -- readings -------------------------------------------------------------------------------------
+    # -- readings ----------------------------------------------------------------------------------
     def _status(self, ch: int) -> int:
         fridge = self.lab.fridge
         if ch == 0 or ch not in fridge.channels or fridge.temperature(ch) <= 0:
@@ -231,7 +231,7 @@ class Lakeshore372Emulator(Emulator):
             return _sci((2e-6 * step) ** 2 / R)
         return _sci((1e-12 * step) ** 2 * R)  # current excitation: 1 pA, 3.16 pA, ... 31.6 mA
 
-    # -- input setup ------------------------------------------------------------------------------------
+    # -- input setup -------------------------------------------------------------------------------
     @command("INSET")
     def _inset(self, args: list[str], n: tuple[int, ...]) -> None:
         _count(args, 6)
@@ -318,7 +318,7 @@ class Lakeshore372Emulator(Emulator):
     def _scan_q(self, args: list[str], n: tuple[int, ...]) -> str:
         return f"{self.scan_channel:02d},{self.autoscan}"
 
-    # -- outputs ------------------------------------------------------------------------------------------
+    # -- outputs -----------------------------------------------------------------------------------
     def _mode(self, out: int) -> int:
         """OUTMODE mode of an output; the sample heater's follows lab.fridge.heater_mode."""
         mode = self.outputs[out].mode
@@ -359,7 +359,7 @@ class Lakeshore372Emulator(Emulator):
         _count(args, 5, 6)
         out = self._output(args)
         o = self.outputs[out]
-        if len(args) == 6:  # the QCoDeS driver's form: <type>,<1=25/2=50 Ohm>,<max>,<user max>,<disp>
+        if len(args) == 6:  # QCoDeS's form: <type>,<1=25/2=50 Ohm>,<max>,<user max>,<display>
             values = (
                 _int(args, 1, 0, 1 if out == 1 else 0),
                 (25.0, 50.0)[_int(args, 2, 1, 2) - 1],
@@ -370,10 +370,8 @@ class Lakeshore372Emulator(Emulator):
             o.htr_type, o.htr_ohms, o.max_current, o.max_user_current, o.display = values
             return
         # the manual's form: <resistance>,<max current>,<max user current>,<current/power>
-        if out == 0:
-            ohms = _float(args, 1, 1.0, 2000.0)
-        else:
-            ohms = (25.0, 50.0)[_int(args, 1, 1, 2) - 1]
+        # sample heater: the load in ohms; warm-up heater: 1 = 25 Ohm, 2 = 50 Ohm
+        ohms = _float(args, 1, 1, 2000) if out == 0 else (25.0, 50.0)[_int(args, 1, 1, 2) - 1]
         values = (ohms, _int(args, 2, 0, 2), _float(args, 3, 0.0, 1.732), _int(args, 4, 1, 2))
         o.htr_ohms, o.max_current, o.max_user_current, o.display = values
 
@@ -442,7 +440,11 @@ class Lakeshore372Emulator(Emulator):
     def _pid(self, args: list[str], n: tuple[int, ...]) -> None:
         _count(args, 4)
         out = self._output(args)
-        pid = (_float(args, 1, 0.0, 1000.0), _float(args, 2, 0.0, 10000.0), _float(args, 3, 0, 2500))
+        pid = (
+            _float(args, 1, 0.0, 1000.0),
+            _float(args, 2, 0.0, 10000.0),
+            _float(args, 3, 0, 2500),
+        )
         if out == 0:
             self.lab.fridge.pid = pid
         else:
@@ -451,8 +453,8 @@ class Lakeshore372Emulator(Emulator):
     @command("PID?")
     def _pid_q(self, args: list[str], n: tuple[int, ...]) -> str:
         out = self._output(args)
-        P, I, D = self.lab.fridge.pid if out == 0 else self.outputs[out].pid
-        return f"{P:+.3f},{I:+.1f},{D:+.1f}"
+        p, i, d = self.lab.fridge.pid if out == 0 else self.outputs[out].pid
+        return f"{p:+.3f},{i:+.1f},{d:+.1f}"
 
     @command("MOUT")
     def _mout(self, args: list[str], n: tuple[int, ...]) -> None:

@@ -92,7 +92,7 @@ def _number(arg: str, units: dict[str, float], lo: float, hi: float) -> float:
 
 
 def _choice(arg: str, choices: tuple[tuple[str, str], ...]) -> str:
-    """A character parameter: the short form, the long form (or a longer abbreviation) of a choice."""
+    """A character parameter: a choice's short form, long form, or an abbreviation in between."""
     word = arg.strip().upper()
     for short, long_ in choices:
         if word.startswith(short) and long_.startswith(word):
@@ -175,7 +175,7 @@ class SGS100AEmulator(ScpiEmulator):
         self.reset()
         self.lab.rf.frequency, self.lab.rf.power, self.lab.rf.output_on = 1e9, -30.0, False
 
-    # -- RF: frequency, level, output (lab.rf) -------------------------------------------------------
+    # -- RF: frequency, level, output (lab.rf) -----------------------------------------------------
     @staticmethod
     def _limits_query(args: list[str], lo: float, hi: float) -> str | None:
         """``FREQ? MIN``-style queries of a numeric setting's limits (None for a plain query)."""
@@ -224,7 +224,7 @@ class SGS100AEmulator(ScpiEmulator):
     def _output_q(self, args: list[str], n: tuple[int, ...]) -> str:
         return _flag(self.lab.rf.output_on)
 
-    # -- I/Q modulation -----------------------------------------------------------------------------------
+    # -- I/Q modulation ----------------------------------------------------------------------------
     _iq, _iq_q = _setting("[:SOURce]:IQ:STATe", "iq_state", to_bool, _flag)
     _imp, _imp_q = _setting("[:SOURce]:IQ:IMPairment[:STATe]", "iq_impairments", to_bool, _flag)
     _leak_i, _leak_i_q = _setting(
@@ -240,7 +240,7 @@ class SGS100AEmulator(ScpiEmulator):
         "[:SOURce]:IQ:IMPairment:QUADrature[:ANGLe]", "quad_angle", _num(DEG_UNITS, -8, 8), _fmt
     )
 
-    # -- pulse modulation ---------------------------------------------------------------------------------
+    # -- pulse modulation --------------------------------------------------------------------------
     _pulm, _pulm_q = _setting("[:SOURce]:PULM:STATe", "pulm_state", to_bool, _flag)
     _pulm_src, _pulm_src_q = _setting("[:SOURce]:PULM:SOURce", "pulm_source", _pick(SOURCES))
     _pulm_mode, _pulm_mode_q = _setting("[:SOURce]:PULM:MODE", "pulm_mode", _pick(PULSE_MODES))
@@ -250,21 +250,15 @@ class SGS100AEmulator(ScpiEmulator):
     _pulm_wid, _pulm_wid_q = _setting(
         "[:SOURce]:PULM:WIDTh", "pulm_width", _num(TIME_UNITS, 20e-9, 100), _fmt
     )
-    _pulm_del, _pulm_del_q = _setting(
-        "[:SOURce]:PULM:DELay", "pulm_delay", _num(TIME_UNITS, 0, 100), _fmt
-    )
+    _pulm_del, _pulm_del_q = _setting("[:SOURce]:PULM:DELay", "pulm_delay", _num(TIME_UNITS, 0, 100), _fmt)
     _pulm_ddel, _pulm_ddel_q = _setting(
         "[:SOURce]:PULM:DOUBle:DELay", "pulm_double_delay", _num(TIME_UNITS, 40e-9, 100), _fmt
     )
     _pulm_dwid, _pulm_dwid_q = _setting(
         "[:SOURce]:PULM:DOUBle:WIDTh", "pulm_double_width", _num(TIME_UNITS, 20e-9, 100), _fmt
     )
-    _pulm_pol, _pulm_pol_q = _setting(
-        "[:SOURce]:PULM:POLarity", "pulm_polarity", _pick(POLARITIES)
-    )
-    _pulm_trig, _pulm_trig_q = _setting(
-        "[:SOURce]:PULM:TRIGger:MODE", "pulm_trig_mode", _pick(TRIGGER_MODES)
-    )
+    _pulm_pol, _pulm_pol_q = _setting("[:SOURce]:PULM:POLarity", "pulm_polarity", _pick(POLARITIES))
+    _pulm_trig, _pulm_trig_q = _setting("[:SOURce]:PULM:TRIGger:MODE", "pulm_trig_mode", _pick(TRIGGER_MODES))
     _pulm_slope, _pulm_slope_q = _setting(
         "[:SOURce]:PULM:TRIGger:EXTernal:SLOPe", "pulm_slope", _pick(SLOPES)
     )
@@ -275,7 +269,7 @@ class SGS100AEmulator(ScpiEmulator):
         "[:SOURce]:PULM:TRIGger:EXTernal:GATE:POLarity", "pulm_gate_polarity", _pick(POLARITIES)
     )
 
-    # -- reference oscillator, LO, connectors, operating mode ---------------------------------------------
+    # -- reference oscillator, LO, connectors, operating mode --------------------------------------
     _rosc, _rosc_q = _setting("[:SOURce]:ROSCillator:SOURce", "rosc_source", _pick(SOURCES))
     _rosc_out, _rosc_out_q = _setting(
         "[:SOURce]:ROSCillator:OUTPut:FREQuency", "rosc_out_freq", _pick(REF_FREQUENCIES)
@@ -285,7 +279,5 @@ class SGS100AEmulator(ScpiEmulator):
     )
     _losc, _losc_q = _setting("[:SOURce]:LOSCillator:SOURce", "losc_source", _pick(SOURCES))
     _reflo, _reflo_q = _setting("CONNector:REFLo:OUTPut", "reflo_output", _pick(REFLO_OUTPUTS))
-    _omod, _omod_q = _setting(
-        "CONNector:TRIGger:OMODe", "trigger_output", _pick(TRIGGER_OUTPUTS)
-    )
+    _omod, _omod_q = _setting("CONNector:TRIGger:OMODe", "trigger_output", _pick(TRIGGER_OUTPUTS))
     _opmode, _opmode_q = _setting("[:SOURce]:OPMode", "op_mode", _pick(OP_MODES))

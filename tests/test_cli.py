@@ -1,0 +1,80 @@
+"""The qbs-lab command: sim serve over TCP, and clear errors for broken station files."""
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import pyvisa
+
+ROOT = Path(__file__).resolve().parent.parent
+STATION = ROOT / "station.yaml"
+CLI = [sys.executable, "-m", "qbs_lab.cli"]
+
+
+def test_sim_serve_prints_addresses_that_answer() -> None:
+    proc = subprocess.Popen(
+        [*CLI, "sim", "serve", "--station", str(STATION)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        addresses = dict(
+            re.findall(r"^\s+(\w+)\s+(TCPIP0::127\.0\.0\.1::\d+::SOCKET)$", "".join(lines), re.M)
+        )
+        assert set(addresses) == {"lockin", "gate", "magnet", "fridge", "rf"}
+        rm = pyvisa.ResourceManager("@py")
+        fridge = rm.open_resource(addresses["fridge"], read_termination="\r\n", write_termination="\n")
+        assert "372" in fridge.query("*IDN?")
+        assert 0.005 < float(fridge.query("KRDG? 6")) < 0.05  # base temperature, K
+        fridge.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "cannot read the station file"),
+        ("instruments: [unclosed", "not valid YAML"),
+        ("roles: {}\n", "instruments: is missing or empty"),
+        (
+            "instruments:\n  lockin:\n    type: qcodes.instrument_drivers.stanford_research.SR830\n",
+            "instruments.lockin.address is missing",
+        ),
+        (
+            "instruments:\n  rf:\n    type: x.RohdeSchwarzSGS100A\n    address: not-a-visa-name\n",
+            "instruments.rf.address",
+        ),
+        (
+            "instruments:\n  rf:\n    type: x.RohdeSchwarzSGS100A\n    address: GPIB0::1::INSTR\n"
+            "sim:\n  sample: {nonsense: 1}\n",
+            "sim:",
+        ),
+    ],
+)
+def test_broken_station_files_end_in_one_clear_message(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
+    path = tmp_path / "station.yaml"
+    if content is not None:
+        path.write_text(content)
+    proc = subprocess.run([*CLI, "demo", "--station", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(path) in lines[0] or "sim:" in lines[0]
+    assert expected in lines[0]
