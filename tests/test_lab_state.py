@@ -20,6 +20,7 @@ def make(scenario: str = "clean") -> tuple[LabState, VirtualClock]:
 def test_lockin_output_lags_a_step_by_its_filter() -> None:
     lab, clock = make()
     lab.magnet.segments = [(1.0, 1.0)]  # fast, so the field step is (almost) instant
+    lab.magnet.voltage_limit = 1e4
     B_c = lab.truth(15.0)["B_c"]
     lab.magnet.target = 0.5 * B_c
     lab.magnet.ramp()
@@ -147,3 +148,16 @@ def test_gate_compliance_limits_the_voltage_at_breakdown() -> None:
     assert abs(g.leakage(g.output_voltage())) == pytest.approx(1e-8, rel=1e-4)
     rng = np.random.default_rng(0)
     assert abs(g.measured_current(rng)) <= 1e-8 + 5 * g.noise
+
+
+def test_supply_voltage_limit_caps_the_ramp_rate() -> None:
+    lab, clock = make()
+    m = lab.magnet
+    m.segments = [(1.0, 10.0)]  # asks for 1 T/s
+    m.voltage_limit = 2.0  # V; with L = 20 H: 0.1 A/s, i.e. 0.01 T/s at 0.1 T/A
+    m.target = 0.05
+    m.ramp()
+    clock.sleep(2.0)
+    lab.sync()
+    assert m.field() == pytest.approx(0.02, rel=1e-9)
+    assert m.voltage() == pytest.approx(2.0, rel=1e-6)

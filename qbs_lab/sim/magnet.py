@@ -49,9 +49,10 @@ class Magnet:
         self.target = 0.0
         self.state = MagnetState.AT_ZERO
         self.quenched = False
-        self._supply_field = 0.0  # T, supply current * coil constant
-        self._magnet_field = 0.0  # T, at the sample
-        self._rate_now = 0.0  # T/s, signed, for the supply voltage L dI/dt
+        self._supply_current = 0.0  # A
+        self._magnet_current = 0.0  # A, in the coil (differs from the supply's when persistent)
+        self._rate_now = 0.0  # A/s, signed, for the supply voltage L dI/dt
+        self.voltage_limit = 2.0  # V, caps dI/dt at voltage_limit / inductance
         self.switch_installed = switch_installed
         self.switch_heater_on = False
         self.switch_current = 0.02  # A
@@ -63,55 +64,68 @@ class Magnet:
     # -- readings -----------------------------------------------------------------------------
     def field(self) -> float:
         """Supply-side field [T] (supply current times coil constant)."""
-        return self._supply_field
+        return self._supply_current * self.coil_constant
 
     def magnet_field(self) -> float:
         """Field at the sample [T]: frozen at its persistent value while the switch is cold."""
-        return self._magnet_field
+        return self._magnet_current * self.coil_constant
 
     def current(self) -> float:
         """Supply current [A]."""
-        return self._supply_field / self.coil_constant
+        return self._supply_current
+
+    def magnet_current(self) -> float:
+        """Current in the coil [A]."""
+        return self._magnet_current
 
     def voltage(self) -> float:
         """Supply voltage [V]: L dI/dt while ramping through a warm switch (or without one)."""
         if self.persistent():
             return 0.0
-        return self.inductance * self._rate_now / self.coil_constant
+        return self.inductance * self._rate_now
 
     def persistent(self) -> bool:
         """True when a switch is installed and cold: the magnet keeps its field on its own."""
         return self.switch_installed and not self.switch_heater_on
 
-    def ramp_rate(self, field: float) -> float:
-        """Ramp rate [T/s] of the segment that ``field`` lies in."""
-        for rate, upper in self.segments:
-            if abs(field) <= upper:
-                return rate
-        return self.segments[-1][0]
+    def ramp_rate(self, field: float, outward: bool = True) -> float:
+        """Ramp rate [T/s] of the segment ``field`` lies in; on a boundary, the one being entered.
+
+        Moving away from zero (``outward``) a field on a segment's upper bound belongs to the next
+        segment; moving toward zero, to the one below. The supply's voltage limit caps the rate at
+        voltage_limit / inductance (in A/s).
+        """
+        rate = self.segments[-1][0]
+        for seg_rate, upper in self.segments:
+            if abs(field) < upper or (not outward and abs(field) <= upper):
+                rate = seg_rate
+                break
+        return min(rate, self.voltage_limit / self.inductance * self.coil_constant)
 
     # -- commands -------------------------------------------------------------------------------
-    def ramp(self) -> None:
+    def _go(self, state: MagnetState) -> None:
         if self.quenched:
             return
-        self.state = MagnetState.RAMPING
+        if self.state in (MagnetState.HEATING_SWITCH, MagnetState.COOLING_SWITCH):
+            self._resume_state = state  # takes effect when the switch timer runs out
+        else:
+            self.state = state
+
+    def ramp(self) -> None:
+        self._go(MagnetState.RAMPING)
 
     def pause(self) -> None:
-        if self.quenched:
-            return
-        self.state = MagnetState.PAUSED
+        self._go(MagnetState.PAUSED)
 
     def zero(self) -> None:
-        if self.quenched:
-            return
-        self.state = MagnetState.ZEROING
+        self._go(MagnetState.ZEROING)
 
     def quench(self) -> None:
         """A quench: the stored field collapses and the supply latches state QUENCH."""
         self.quenched = True
         self.state = MagnetState.QUENCH
-        self._supply_field = 0.0
-        self._magnet_field = 0.0
+        self._supply_current = 0.0
+        self._magnet_current = 0.0
         self._rate_now = 0.0
 
     def reset_quench(self) -> None:
@@ -142,30 +156,36 @@ class Magnet:
             self.state = self._resume_state
         goal = None
         if self.state == MagnetState.RAMPING:
-            goal = self.target
+            goal = self.target / self.coil_constant
         elif self.state == MagnetState.ZEROING:
             goal = 0.0
-        start, elapsed = self._supply_field, dt
-        while goal is not None and dt > 0 and self._supply_field != goal:
-            f = self._supply_field
-            rate = self.ramp_rate(f)
+        start, elapsed = self._supply_current, dt
+        k = self.coil_constant
+        while goal is not None and dt > 0 and self._supply_current != goal:
+            i = self._supply_current
+            direction = 1.0 if goal > i else -1.0
+            outward = i * direction >= 0
+            rate = self.ramp_rate(i * k, outward) / k  # A/s
             # time to the goal or to the next segment boundary, whichever comes first
-            direction = 1.0 if goal > f else -1.0
             boundary = goal
             for _, upper in self.segments:
-                for b in (upper, -upper):
-                    if (b - f) * direction > 1e-15 and (goal - b) * direction > 0:
-                        boundary = b if abs(b - f) < abs(boundary - f) else boundary
-            t_needed = abs(boundary - f) / rate
+                for b in (upper / k, -upper / k):
+                    if (
+                        (b - i) * direction > 1e-15
+                        and (goal - b) * direction > 0
+                        and abs(b - i) < abs(boundary - i)
+                    ):
+                        boundary = b
+            t_needed = abs(boundary - i) / rate
             if t_needed <= dt:
-                self._supply_field = boundary
+                self._supply_current = boundary
                 dt -= t_needed
             else:
-                self._supply_field = f + direction * rate * dt
+                self._supply_current = i + direction * rate * dt
                 dt = 0.0
-        if goal is not None and self._supply_field == goal:
+        if goal is not None and self._supply_current == goal:
             self.state = MagnetState.HOLDING if self.state == MagnetState.RAMPING else MagnetState.AT_ZERO
         if elapsed > 0 and self.state in (MagnetState.RAMPING, MagnetState.ZEROING):
-            self._rate_now = (self._supply_field - start) / elapsed
+            self._rate_now = (self._supply_current - start) / elapsed
         if not self.persistent():
-            self._magnet_field = self._supply_field
+            self._magnet_current = self._supply_current
