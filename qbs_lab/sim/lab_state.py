@@ -61,7 +61,8 @@ class LabState:
         self.bias_resistor = bias_resistor  # Ohm
         self.C_shunt = C_shunt  # F
         self._t = clock.now()
-        self.lockin.settle(self.lockin_input())
+        self.lockin.input = self.lockin_input()
+        self.lockin.settle(self.lockin.input)
 
     @classmethod
     def create(
