@@ -226,11 +226,13 @@ class SimLab:
             self._tcp = InstrumentServer(self._emulators, self.io_tick, ports)
         return self._tcp.addresses()
 
-    def tcp_address(self, name: str) -> str:
+    def tcp_address(self, name: str, protocol: str | None = None) -> str:
+        """Address of ``name`` on the TCP server: ``protocol`` "socket" or "hislip" (default: the
+        instrument's own, see :meth:`InstrumentServer.address`)."""
         self._check(name)
         if self._tcp is None:
             raise RuntimeError("the TCP server is not running: call serve_tcp() first")
-        return self._tcp.address(name)
+        return self._tcp.address(name, protocol)
 
     # -- lifetime ----------------------------------------------------------------------------------
     def close(self) -> None:

@@ -1,10 +1,13 @@
-"""The TCP transport: each emulated instrument listens on its own port of 127.0.0.1.
+"""The TCP transport: each emulated instrument listens on its own ports of 127.0.0.1.
 
 Drivers connect as to a LAN instrument, ``TCPIP0::127.0.0.1::<port>::SOCKET``, through pyvisa-py.
 Messages end at a newline (a preceding ``\\r`` is dropped); replies carry the instrument's own termination.
 TCP_NODELAY is set so a query's reply is not held back by Nagle's algorithm. An instrument with a
 connect greeting (AMI 430) sends it a moment after the connection opens, as the real one does, so that a
 client's device clear (pyvisa-py drains the socket for 0.1 s) does not swallow it.
+
+Each instrument is also served over HiSLIP (:mod:`qbs_lab.sim.hislip_server`), whose messages carry
+an END mark as GPIB's do; GPIB instruments (the SR830) default to it.
 
 Only loopback is served: the simulated lab is never reachable from the network.
 """
@@ -18,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from qbs_lab.sim.emulators.base import Emulator
+from qbs_lab.sim.hislip_server import HislipServer
 
 __all__ = ["GREETING_DELAY", "InstrumentServer"]
 
@@ -68,7 +72,7 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 class InstrumentServer:
-    """Serve a set of emulators over TCP on 127.0.0.1, one port each, in background threads.
+    """Serve a set of emulators on 127.0.0.1 in background threads: a raw socket and a HiSLIP port each.
 
     Parameters
     ----------
@@ -77,7 +81,8 @@ class InstrumentServer:
     io_tick : callable
         Called once per received message (advances a virtual clock by the I/O latency).
     ports : dict, optional
-        Instrument name -> port; missing names get a free port from the OS.
+        Instrument name -> raw-socket port; missing names get a free port from the OS. HiSLIP ports
+        are always chosen by the OS.
     """
 
     def __init__(
@@ -87,8 +92,9 @@ class InstrumentServer:
         ports: dict[str, int] | None = None,
     ) -> None:
         ports = ports or {}
+        self._emulators = emulators
         self._servers: dict[str, _Server] = {}
-        self._threads: list[threading.Thread] = []
+        self._hislip: dict[str, HislipServer] = {}
         try:
             for name, emulator in emulators.items():
                 self._servers[name] = _Server(ports.get(name, 0), emulator, io_tick)
@@ -99,21 +105,34 @@ class InstrumentServer:
         for name, server in self._servers.items():
             t = threading.Thread(target=server.serve_forever, name=f"qbs-sim-{name}", daemon=True)
             t.start()
-            self._threads.append(t)
+            self._hislip[name] = HislipServer(emulators[name], io_tick)
 
     def port(self, name: str) -> int:
         return self._servers[name].server_address[1]
 
-    def address(self, name: str) -> str:
-        """The VISA resource name a driver uses to reach ``name``."""
-        return f"TCPIP0::127.0.0.1::{self.port(name)}::SOCKET"
+    def address(self, name: str, protocol: str | None = None) -> str:
+        """The VISA resource name a driver uses to reach ``name``.
 
-    def addresses(self) -> dict[str, str]:
-        return {name: self.address(name) for name in self._servers}
+        ``protocol`` is ``"socket"`` (``TCPIP0::127.0.0.1::PORT::SOCKET``) or ``"hislip"``
+        (``TCPIP0::127.0.0.1::hislip0,PORT::INSTR``); by default the instrument's own LAN protocol
+        (its emulator's ``lan_protocol``: HiSLIP for GPIB instruments, whose drivers rely on END).
+        """
+        protocol = protocol or self._emulators[name].lan_protocol
+        if protocol == "hislip":
+            return self._hislip[name].address
+        if protocol == "socket":
+            return f"TCPIP0::127.0.0.1::{self.port(name)}::SOCKET"
+        raise ValueError(f"unknown protocol {protocol!r}: use 'socket' or 'hislip'")
+
+    def addresses(self, protocol: str | None = None) -> dict[str, str]:
+        return {name: self.address(name, protocol) for name in self._servers}
 
     def close(self) -> None:
         for server in self._servers.values():
             server.stopping.set()
             server.shutdown()
             server.server_close()
+        for hislip in self._hislip.values():
+            hislip.close()
         self._servers.clear()
+        self._hislip.clear()

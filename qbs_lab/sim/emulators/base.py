@@ -121,13 +121,16 @@ class Emulator:
     Class attributes a subclass sets: ``model`` (shown in logs), ``idn`` (the ``*IDN?`` answer),
     ``reply_termination`` (what the instrument ends replies with), ``greeting`` (text the instrument
     sends on connect, e.g. the AMI 430's), and ``chain_replies`` (join replies to chained queries with
-    ``;`` as SCPI does).
+    ``;`` as SCPI does), ``lan_protocol`` (``"socket"``, or ``"hislip"`` for GPIB instruments whose
+    drivers rely on the END mark rather than a termination character).
     """
 
     model: ClassVar[str] = "generic"
     idn: ClassVar[str] = "QBS_LAB,EMULATOR,0,0.1"
     reply_termination: ClassVar[str] = "\n"
     greeting: ClassVar[str | None] = None
+    #: how the instrument is reached over TCP by default: "socket" (raw) or "hislip" (with END)
+    lan_protocol: ClassVar[str] = "socket"
     _handlers: ClassVar[list[tuple[Pattern, Handler]]]
 
     def __init_subclass__(cls, **kwargs: object) -> None:

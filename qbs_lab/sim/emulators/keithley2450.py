@@ -89,9 +89,9 @@ def short(word: str) -> str:
     return "".join(c for c in word if c.isupper() or c.isdigit())
 
 
-def pick_range(ranges: tuple[float, ...], value: float) -> float:
-    """The smallest range whose full scale holds ``|value|`` (the top range if none does)."""
-    return next((r for r in ranges if abs(value) <= r), ranges[-1])
+def pick_range(ranges: tuple[float, ...], value: float, overrange: float = 1.0) -> float:
+    """The smallest range whose full scale (times ``overrange``) holds ``|value|``, else the top."""
+    return next((r for r in ranges if abs(value) <= r * overrange), ranges[-1])
 
 
 def one_arg(args: list[str]) -> str:
@@ -301,9 +301,7 @@ class Keithley2450Emulator(ScpiEmulator):
         if self.source_function == "VOLT":
             return self.lab.gate.in_compliance()
         src = self.source["CURR"]
-        return abs(self.lab.gate.leakage(self.lab.gate.voltage_setpoint)) < abs(src.level) * (
-            1 - 1e-9
-        )
+        return abs(self.lab.gate.leakage(self.lab.gate.voltage_setpoint)) < abs(src.level) * (1 - 1e-9)
 
     def _source_range_now(self, f: str) -> float:
         """The source range in use: the fixed one, or the autorange's pick for the level."""
@@ -323,6 +321,14 @@ class Keithley2450Emulator(ScpiEmulator):
         code, text = self.errors.popleft()
         return f'{code},"{text}"'
 
+    @command("SYSTem:ERRor:ALL?")
+    def _err_all(self, args: list[str], n: tuple[int, ...]) -> str:
+        if not self.errors:
+            return '0,"No error;0;0 0"'
+        out = ",".join(f'{code},"{text}"' for code, text in self.errors)
+        self.errors.clear()
+        return out
+
     @command(":SYSTem:CLEar")
     def _syst_clear(self, args: list[str], n: tuple[int, ...]) -> None:
         self.errors.clear()
@@ -333,6 +339,7 @@ class Keithley2450Emulator(ScpiEmulator):
         return f"{value:.{digits - 1}E}"
 
     def _find(self, header: str) -> tuple[Callable[..., str | None], tuple[int, ...]] | None:
+        """The @command handlers first, then the function-specific FUNCTION_COMMANDS."""
         found = super()._find(header)
         if found is None:
             for pattern, f, method, query in _COMPILED:
@@ -471,9 +478,7 @@ class Keithley2450Emulator(ScpiEmulator):
         self._push()
         return None
 
-    def _source_autorange(
-        self, f: str, args: list[str], n: tuple[int, ...], query: bool
-    ) -> str | None:
+    def _source_autorange(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         src = self.source[f]
         if query:
             return "1" if src.auto_range else "0"
@@ -504,23 +509,17 @@ class Keithley2450Emulator(ScpiEmulator):
         src.auto_delay = False  # a delay set by hand turns the auto delay off
         return None
 
-    def _source_autodelay(
-        self, f: str, args: list[str], n: tuple[int, ...], query: bool
-    ) -> str | None:
+    def _source_autodelay(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         src = self.source[f]
         if query:
             return "1" if src.auto_delay else "0"
         src.auto_delay = to_bool(one_arg(args))
         return None
 
-    def _source_user_delay(
-        self, f: str, args: list[str], n: tuple[int, ...], query: bool
-    ) -> str | None:
+    def _source_user_delay(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         return self._user_delay(self.source[f].user_delay, args, n[-1], query)
 
-    def _source_readback(
-        self, f: str, args: list[str], n: tuple[int, ...], query: bool
-    ) -> str | None:
+    def _source_readback(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         src = self.source[f]
         if query:
             return "1" if src.readback else "0"
@@ -551,9 +550,7 @@ class Keithley2450Emulator(ScpiEmulator):
         for f in SOURCE_NODES:
             self._output_off_mode(f, args, n, False)
 
-    def _output_off_mode(
-        self, f: str, args: list[str], n: tuple[int, ...], query: bool
-    ) -> str | None:
+    def _output_off_mode(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         src = self.source[f]
         if query:
             return short(src.off_mode)
@@ -607,9 +604,7 @@ class Keithley2450Emulator(ScpiEmulator):
         self.sense[f].auto_range = False
         return None
 
-    def _sense_autorange(
-        self, f: str, args: list[str], n: tuple[int, ...], query: bool
-    ) -> str | None:
+    def _sense_autorange(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         sense = self.sense[f]
         if query:
             return "1" if sense.auto_range else "0"
@@ -642,22 +637,16 @@ class Keithley2450Emulator(ScpiEmulator):
         self.sense[f].auto_zero = to_bool(one_arg(args))
         return None
 
-    def _sense_user_delay(
-        self, f: str, args: list[str], n: tuple[int, ...], query: bool
-    ) -> str | None:
+    def _sense_user_delay(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         return self._user_delay(self.sense[f].user_delay, args, n[-1], query)
 
-    def _sense_average(
-        self, f: str, args: list[str], n: tuple[int, ...], query: bool
-    ) -> str | None:
+    def _sense_average(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         if query:
             return "1" if self.sense[f].average else "0"
         self.sense[f].average = to_bool(one_arg(args))
         return None
 
-    def _sense_average_count(
-        self, f: str, args: list[str], n: tuple[int, ...], query: bool
-    ) -> str | None:
+    def _sense_average_count(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         if query:
             return str(self.sense[f].average_count)
         value = number(one_arg(args), 1, 100, 10)
@@ -666,9 +655,7 @@ class Keithley2450Emulator(ScpiEmulator):
         self.sense[f].average_count = int(value)
         return None
 
-    def _sense_average_type(
-        self, f: str, args: list[str], n: tuple[int, ...], query: bool
-    ) -> str | None:
+    def _sense_average_type(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         if query:
             return short(self.sense[f].average_type)
         self.sense[f].average_type = keyword(one_arg(args), ("REPeat", "MOVing"))
@@ -712,7 +699,7 @@ class Keithley2450Emulator(ScpiEmulator):
             if abs(value) > OVERRANGE * ranges[-1]:
                 self.auto_sense_range[f] = ranges[-1]
                 return OVERFLOW
-            self.auto_sense_range[f] = pick_range(ranges, value)
+            self.auto_sense_range[f] = pick_range(ranges, value, OVERRANGE)
             return value
         return OVERFLOW if abs(value) > OVERRANGE * self._sense_range_now(f) else value
 

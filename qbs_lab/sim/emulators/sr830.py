@@ -123,6 +123,8 @@ class SR830Emulator(Emulator):
     model: ClassVar[str] = "SR830"
     idn: ClassVar[str] = "Stanford_Research_Systems,SR830,s/n00111,ver1.07"
     reply_termination: ClassVar[str] = "\n"
+    # a GPIB instrument: over TCP it is reached like one behind a LAN gateway, with END on each reply
+    lan_protocol: ClassVar[str] = "hislip"
     chain_replies: ClassVar[bool] = False
 
     # -- state -----------------------------------------------------------------------------------
