@@ -67,7 +67,7 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         try:
-            mtype, control, param, payload = _recv_message(self.request)
+            mtype, *_ = _recv_message(self.request)
             if mtype == INITIALIZE:
                 self._sync_channel()
             elif mtype == ASYNC_INITIALIZE:
@@ -84,7 +84,7 @@ class _Handler(socketserver.BaseRequestHandler):
         _send(sock, INITIALIZE_RESPONSE, 0, (PROTOCOL_VERSION << 16) | session)
         pending = bytearray()
         while not self.server.stopping.is_set():
-            mtype, control, param, payload = _recv_message(sock)
+            mtype, _control, param, payload = _recv_message(sock)
             if mtype in (DATA, DATA_END):
                 pending.extend(payload)
                 if mtype == DATA:
@@ -107,7 +107,7 @@ class _Handler(socketserver.BaseRequestHandler):
     def _async_channel(self) -> None:
         sock, emulator = self.request, self.server.emulator
         while not self.server.stopping.is_set():
-            mtype, control, param, payload = _recv_message(sock)
+            mtype, *_ = _recv_message(sock)
             if mtype == ASYNC_MAX_MSG_SIZE:
                 _send(sock, ASYNC_MAX_MSG_SIZE_RESPONSE, 0, 0, struct.pack("!Q", MAX_MESSAGE))
             elif mtype == ASYNC_DEVICE_CLEAR:
@@ -143,7 +143,7 @@ class HislipServer:
     def __init__(self, emulator: Emulator, io_tick: Callable[[], None], port: int = 0) -> None:
         self._server = _Server(port, emulator, io_tick)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"qbs-hislip-{emulator.name}", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name=f"qbs-hislip-{emulator.name}", daemon=True
         )
         self._thread.start()
 

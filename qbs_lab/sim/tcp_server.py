@@ -103,7 +103,9 @@ class InstrumentServer:
                 server.server_close()
             raise
         for name, server in self._servers.items():
-            t = threading.Thread(target=server.serve_forever, name=f"qbs-sim-{name}", daemon=True)
+            t = threading.Thread(
+                target=server.serve_forever, args=(0.05,), name=f"qbs-sim-{name}", daemon=True
+            )
             t.start()
             self._hislip[name] = HislipServer(emulators[name], io_tick)
 
