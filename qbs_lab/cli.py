@@ -76,9 +76,14 @@ def _serve(args: argparse.Namespace) -> int:
         raise SimLabError(f"cannot open the TCP ports ({err.strerror})") from None
     print(f"simulated lab from {args.station} (scenario {lab.scenario!r}, seed {lab.seed}); real time")
     width = max(len(n) for n in addresses)
-    for name, address in addresses.items():
-        print(f"  {name:<{width}}  {address}")
-    print("connect with visalib='@py'; Ctrl-C stops the server", flush=True)
+    sockets = {n: lab.tcp_address(n, "socket") for n in addresses}
+    col = max(len(a) for a in sockets.values())
+    print(f"  {'':<{width}}  {'raw socket (set a read termination)':<{col}}  HiSLIP (END on every reply)")
+    for name, default in addresses.items():
+        hislip = lab.tcp_address(name, "hislip")
+        marks = ("*" if default == sockets[name] else " ", "*" if default == hislip else " ")
+        print(f"  {name:<{width}}  {sockets[name]:<{col - 1}}{marks[0]}  {hislip}{marks[1]}")
+    print("* the instrument's usual LAN protocol; connect with visalib='@py'; Ctrl-C stops", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

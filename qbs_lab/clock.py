@@ -105,30 +105,48 @@ class VirtualClock:
 
 
 class _ClockTime(types.ModuleType):
-    """A stand-in for the ``time`` module whose clock functions follow a :class:`Clock`."""
+    """A stand-in for the ``time`` module whose clock functions follow the newest patched clock."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self) -> None:
         super().__init__("time")
-        self._clock = clock
         self._epoch = _time.time()
 
     def __getattr__(self, name: str) -> object:  # everything else is the real module's
         return getattr(_time, name)
 
+    @staticmethod
+    def _clock() -> Clock | None:
+        return _CLOCKS[-1] if _CLOCKS else None
+
     def sleep(self, seconds: float) -> None:
-        self._clock.sleep(seconds)
+        clock = self._clock()
+        if clock is None:
+            _time.sleep(seconds)
+        else:
+            clock.sleep(seconds)
 
     def monotonic(self) -> float:
-        return self._clock.now()
+        clock = self._clock()
+        return _time.monotonic() if clock is None else clock.now()
 
     perf_counter = monotonic
 
     def time(self) -> float:
-        return self._epoch + self._clock.now()
+        clock = self._clock()
+        return _time.time() if clock is None else self._epoch + clock.now()
 
 
-#: Driver modules that call ``time`` directly and so need the shim under a virtual clock.
+_SHIM = _ClockTime()
+_CLOCKS: list[Clock] = []  # patched clocks, oldest first; the newest one drives the drivers
+_PATCH_LOCK = threading.Lock()
+_SAVED: list[tuple[types.ModuleType, str, object]] = []
+
+
+#: Modules whose waits must follow a virtual clock: drivers that sleep while polling, and QCoDeS's and
+#: PyMeasure's own delay machinery (Parameter post_delay/inter_delay, Instrument query_delay).
 DRIVER_MODULES: tuple[str, ...] = (
+    "qcodes.parameters.parameter_base",
+    "qcodes.instrument.instrument",
     "qcodes.instrument_drivers.american_magnetics.AMI430_visa",
     "qcodes.instrument_drivers.Lakeshore.lakeshore_base",
     "qcodes.instrument_drivers.Lakeshore.Lakeshore_model_372",
@@ -136,30 +154,52 @@ DRIVER_MODULES: tuple[str, ...] = (
     "qcodes.instrument_drivers.stanford_research.SR86x",
     "qcodes.instrument_drivers.Keithley.Keithley_2450",
     "qcodes.instrument_drivers.rohde_schwarz.SGS100A",
+    "pymeasure.instruments.instrument",
     "pymeasure.instruments.ami.ami430",
     "pymeasure.instruments.srs.sr830",
     "pymeasure.instruments.keithley.keithley2450",
 )
 
+_FUNCTIONS = ("sleep", "time", "monotonic", "perf_counter")
 
-@contextlib.contextmanager
-def patch_driver_time(clock: Clock, modules: tuple[str, ...] = DRIVER_MODULES) -> Iterator[None]:
-    """Make the named driver modules' ``time`` follow ``clock`` for the duration of the block.
 
-    Modules that are not installed, or that do not import ``time`` as a module, are skipped.
-    """
-    shim = _ClockTime(clock)
-    patched: list[types.ModuleType] = []
+def _install(modules: tuple[str, ...]) -> None:
     for name in modules:
         try:
             module = importlib.import_module(name)
         except ImportError:
             continue
         if getattr(module, "time", None) is _time:
-            module.time = shim  # type: ignore[attr-defined]
-            patched.append(module)
+            _SAVED.append((module, "time", _time))
+            module.time = _SHIM  # type: ignore[attr-defined]
+        for fn in _FUNCTIONS:
+            real = getattr(_time, fn)
+            if getattr(module, fn, None) is real:
+                _SAVED.append((module, fn, real))
+                setattr(module, fn, getattr(_SHIM, fn))
+
+
+@contextlib.contextmanager
+def patch_driver_time(clock: Clock, modules: tuple[str, ...] = DRIVER_MODULES) -> Iterator[None]:
+    """Make the named modules' waits and clocks follow ``clock`` for the duration of the block.
+
+    Both styles are handled: ``import time`` (the module attribute is swapped for a shim) and
+    ``from time import sleep, time`` (each such name is swapped for the shim's function). Modules that
+    are not installed are skipped. Blocks may overlap (several simulated labs open at once): the drivers
+    then follow the newest clock still patched, and real time comes back when the last block ends.
+    """
+    with _PATCH_LOCK:
+        _install(modules)
+        _CLOCKS.append(clock)
     try:
         yield
     finally:
-        for module in patched:
-            module.time = _time  # type: ignore[attr-defined]
+        with _PATCH_LOCK:
+            for i in range(len(_CLOCKS) - 1, -1, -1):
+                if _CLOCKS[i] is clock:
+                    del _CLOCKS[i]
+                    break
+            if not _CLOCKS:
+                for module, attr, original in reversed(_SAVED):
+                    setattr(module, attr, original)
+                _SAVED.clear()

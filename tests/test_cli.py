@@ -28,15 +28,20 @@ def test_sim_serve_prints_addresses_that_answer() -> None:
             lines.append(line)
             if "Ctrl-C" in line:
                 break
-        addresses = dict(
-            re.findall(r"^\s+(\w+)\s+(TCPIP0::127\.0\.0\.1::\d+::SOCKET)$", "".join(lines), re.M)
-        )
-        assert set(addresses) == {"lockin", "gate", "magnet", "fridge", "rf"}
+        text = "".join(lines)
+        socket_re = r"^\s+(\w+)\s+(TCPIP0::127\.0\.0\.1::\d+::SOCKET)"
+        hislip_re = r"^\s+(\w+)\s+\S+\s+(TCPIP0::127\.0\.0\.1::hislip0,\d+::INSTR)"
+        sockets = dict(re.findall(socket_re, text, re.M))
+        hislip = dict(re.findall(hislip_re, text, re.M))
+        assert set(sockets) == set(hislip) == {"lockin", "gate", "magnet", "fridge", "rf"}
         rm = pyvisa.ResourceManager("@py")
-        fridge = rm.open_resource(addresses["fridge"], read_termination="\r\n", write_termination="\n")
+        fridge = rm.open_resource(sockets["fridge"], read_termination="\r\n", write_termination="\n")
         assert "372" in fridge.query("*IDN?")
         assert 0.005 < float(fridge.query("KRDG? 6")) < 0.05  # base temperature, K
         fridge.close()
+        lockin = rm.open_resource(hislip["lockin"])  # no termination needed: HiSLIP marks END
+        assert lockin.query("*IDN?").startswith("Stanford_Research_Systems,SR830")
+        lockin.close()
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)

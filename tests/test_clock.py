@@ -32,3 +32,29 @@ def test_patched_driver_module_sleeps_on_the_virtual_clock() -> None:
         assert time.monotonic() - t0 < 0.1
         assert time.sleep is not ami.time.sleep  # the rest of the process keeps real time
     assert ami.time is time
+
+
+def test_names_imported_from_time_are_patched_too() -> None:
+    import pymeasure.instruments.ami.ami430 as pm_ami
+    import qcodes.parameters.parameter_base as pb
+
+    clock = VirtualClock()
+    with patch_driver_time(clock):
+        pm_ami.sleep(100.0)  # `from time import sleep` in PyMeasure's AMI 430 driver
+        pb.time.sleep(50.0)  # QCoDeS Parameter post_delay / inter_delay
+        assert clock.now() == 150.0
+        assert pm_ami.time() > 1e9  # wall-clock epoch seconds, advancing with the virtual clock
+    assert pm_ami.sleep is time.sleep and pb.time is time
+
+
+def test_overlapping_patches_follow_the_newest_clock_and_restore_real_time() -> None:
+    import qcodes.parameters.parameter_base as pb
+
+    older, newer = VirtualClock(), VirtualClock()
+    first = patch_driver_time(older)
+    first.__enter__()
+    with patch_driver_time(newer):
+        pb.time.sleep(10.0)
+    first.__exit__(None, None, None)  # closed after the newer one: nothing leaks
+    assert (older.now(), newer.now()) == (0.0, 10.0)
+    assert pb.time is time

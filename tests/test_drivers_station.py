@@ -77,6 +77,7 @@ def test_lakeshore_setpoint_brings_the_mixing_chamber_there(conn: Connection) ->
     heater.D(0)
     heater.output_range("316μA")
     heater.setpoint(0.1)
+    assert heater.setpoint() == pytest.approx(0.1)  # a query: over TCP the writes have landed
     conn.lab.clock.sleep(900)
     readings = []
     for _ in range(10):

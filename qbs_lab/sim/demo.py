@@ -64,7 +64,7 @@ def run_demo(
         excitation = lockin.amplitude() / lab.state.bias_resistor
         print(f"excitation {excitation * 1e9:.2f} nA (0.01 V rms through 10 MOhm)", file=out)
         gate.source.function("voltage")
-        gate.source.current_limit(1e-7)
+        gate.source.limit(1e-7)
         gate.source.voltage(0.0)
         gate.output_enabled(True)
         for v in np.linspace(0, V_g, 31)[1:]:
