@@ -9,8 +9,8 @@ Temperature steps and magnet ramps through the QCoDeS AMI 430, Lakeshore 372 and
 from __future__ import annotations
 
 import argparse
-import time
 import resource
+import time
 import warnings
 from pathlib import Path
 
