@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from qbs_lab.sim import SimLab
 
@@ -30,6 +32,21 @@ class Connection:
     def kwargs(self, name: str) -> dict[str, str]:
         """Driver keyword arguments for instrument ``name``: address and visalib."""
         return {"address": self.address(name), "visalib": self.visalib}
+
+
+def pyvisa_sim_queries(filename: str, device_name: str | None = None) -> list[tuple[str, Any]]:
+    """Every query of one of QCoDeS's pyvisa-sim files (its first device, or ``device_name``), with
+    the yaml's reply or the property's default."""
+    import qcodes
+
+    path = Path(qcodes.__file__).parent / "instrument" / "sims" / filename
+    devices = yaml.safe_load(path.read_text())["devices"]
+    device = devices[device_name] if device_name else next(iter(devices.values()))
+    out = [(d["q"], d["r"]) for d in device.get("dialogues", []) if "?" in str(d["q"])]
+    for prop in device.get("properties", {}).values():
+        if "getter" in prop:
+            out.append((prop["getter"]["q"], prop.get("default", "0")))
+    return out
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from conftest import pyvisa_sim_queries
 
 from qbs_lab.clock import VirtualClock, patch_driver_time
 from qbs_lab.sim.emulators.ami430 import AMI430Emulator
@@ -283,19 +282,6 @@ def test_persistent_switch_freezes_the_magnet_field() -> None:
 
 
 # -- the QCoDeS pyvisa-sim file: every query answers in the same shape ---------------------------
-def _yaml_queries() -> list[tuple[str, str]]:
-    import qcodes
-
-    path = Path(qcodes.__file__).parent / "instrument" / "sims" / "AMI430.yaml"
-    device = yaml.safe_load(path.read_text())["devices"]["device 1"]
-    out = [(d["q"], str(d["r"])) for d in device["dialogues"] if str(d["q"]).endswith("?")]
-    for prop in device["properties"].values():
-        getter = prop.get("getter")
-        if getter:
-            out.append((getter["q"], str(prop.get("default"))))
-    return out
-
-
 def _shape(reply: str) -> list[str]:
     """Kinds of the comma-separated fields: number or text."""
 
@@ -309,7 +295,7 @@ def _shape(reply: str) -> list[str]:
     return [kind(f.strip().strip('"')) for f in reply.split(",")]
 
 
-@pytest.mark.parametrize(("query", "example"), _yaml_queries())
+@pytest.mark.parametrize(("query", "example"), [(q, str(r)) for q, r in pyvisa_sim_queries("AMI430.yaml")])
 def test_every_yaml_query_is_answered_like_the_yaml(query: str, example: str) -> None:
     emu, _, _ = make()
     reply = emu.handle(query)

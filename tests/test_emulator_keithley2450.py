@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from conftest import pyvisa_sim_queries
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -335,19 +336,7 @@ def test_linear_sweep_fills_the_buffer_and_leaves_the_gate_at_the_end(
 
 
 # -- every query of QCoDeS's pyvisa-sim file answers in the same shape -----------------------------
-def _yaml_queries() -> list[tuple[str, Any]]:
-    import qcodes
-
-    path = Path(qcodes.__file__).parent / "instrument" / "sims" / "Keithley_2450.yaml"
-    device = yaml.safe_load(path.read_text())["devices"]["device 1"]
-    out = [(d["q"], d["r"]) for d in device["dialogues"]]
-    for prop in device["properties"].values():
-        if "getter" in prop:
-            out.append((prop["getter"]["q"], prop.get("default", "0")))
-    return out
-
-
-@pytest.mark.parametrize(("query", "example"), _yaml_queries())
+@pytest.mark.parametrize(("query", "example"), pyvisa_sim_queries("Keithley_2450.yaml", "device 1"))
 def test_sim_yaml_queries(emu: Keithley2450Emulator, query: str, example: Any) -> None:
     # the yaml's sweep scenario first: set up, run, then read the ten points back
     emu.handle(":SOURce:SWEep:voltage:LINear 0,1,10,0,1,AUTO,ON,OFF,'defbuffer1'")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import pyvisa_sim_queries
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -233,18 +234,7 @@ def _same_shape(default: object, reply: str) -> bool:
     return True
 
 
-def _yaml_queries(name: str) -> list[tuple[str, object]]:
-    import qcodes
-
-    path = Path(qcodes.__file__).parent / "instrument" / "sims" / name
-    device = next(iter(yaml.safe_load(path.read_text())["devices"].values()))
-    out = [(d["q"], d["r"]) for d in device.get("dialogues", [])]
-    for prop in device["properties"].values():
-        out.append((prop["getter"]["q"], prop["default"]))
-    return out
-
-
-@pytest.mark.parametrize(("query", "default"), _yaml_queries("lakeshore_model372.yaml"))
+@pytest.mark.parametrize(("query", "default"), pyvisa_sim_queries("lakeshore_model372.yaml"))
 def test_sim_yaml_queries(emu: Lakeshore372Emulator, query: str, default: object) -> None:
     reply = emu.handle(query)
     assert reply is not None, query

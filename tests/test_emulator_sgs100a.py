@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import pyvisa_sim_queries
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -161,18 +162,7 @@ def test_frequency_applied_iff_in_range(f: float) -> None:
 
 
 # -- every query of QCoDeS's pyvisa-sim file answers in the same shape -----------------------------
-def _yaml_queries(name: str) -> list[tuple[str, object]]:
-    import qcodes
-
-    path = Path(qcodes.__file__).parent / "instrument" / "sims" / name
-    device = next(iter(yaml.safe_load(path.read_text())["devices"].values()))
-    out = [(d["q"], d["r"]) for d in device.get("dialogues", [])]
-    for prop in device["properties"].values():
-        out.append((prop["getter"]["q"], prop["default"]))
-    return out
-
-
-@pytest.mark.parametrize(("query", "default"), _yaml_queries("RSSGS100A.yaml"))
+@pytest.mark.parametrize(("query", "default"), pyvisa_sim_queries("RSSGS100A.yaml"))
 def test_sim_yaml_queries(emu: SGS100AEmulator, query: str, default: object) -> None:
     reply = emu.handle(query)
     assert reply is not None, query

@@ -17,10 +17,10 @@ import itertools
 import socket
 import socketserver
 import struct
-import threading
 from collections.abc import Callable
 
 from qbs_lab.sim.emulators.base import Emulator
+from qbs_lab.sim.loopback import LoopbackServer
 
 __all__ = ["HislipServer"]
 
@@ -125,16 +125,12 @@ class _Handler(socketserver.BaseRequestHandler):
                 _send(sock, ERROR, 1, 0, b"Unrecognized Message Type")
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(LoopbackServer):
+    handler = _Handler
 
     def __init__(self, port: int, emulator: Emulator, io_tick: Callable[[], None]) -> None:
-        self.emulator = emulator
-        self.io_tick = io_tick
-        self.stopping = threading.Event()
+        super().__init__(port, emulator, io_tick)
         self.session_ids = itertools.count(1)
-        super().__init__(("127.0.0.1", port), _Handler)
 
 
 class HislipServer:
@@ -142,20 +138,15 @@ class HislipServer:
 
     def __init__(self, emulator: Emulator, io_tick: Callable[[], None], port: int = 0) -> None:
         self._server = _Server(port, emulator, io_tick)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name=f"qbs-hislip-{emulator.name}", daemon=True
-        )
-        self._thread.start()
+        self._server.start()
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1]
+        return self._server.port
 
     @property
     def address(self) -> str:
         return f"TCPIP0::127.0.0.1::hislip0,{self.port}::INSTR"
 
     def close(self) -> None:
-        self._server.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import socket
 import socketserver
-import threading
 import time
 from collections.abc import Callable
 
 from qbs_lab.sim.emulators.base import Emulator
 from qbs_lab.sim.hislip_server import HislipServer
+from qbs_lab.sim.loopback import LoopbackServer
 
 __all__ = ["GREETING_DELAY", "InstrumentServer"]
 
@@ -60,15 +60,8 @@ class _Handler(socketserver.BaseRequestHandler):
                     self.request.sendall((reply + emulator.reply_termination).encode())
 
 
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, port: int, emulator: Emulator, io_tick: Callable[[], None]) -> None:
-        self.emulator = emulator
-        self.io_tick = io_tick
-        self.stopping = threading.Event()
-        super().__init__(("127.0.0.1", port), _Handler)
+class _Server(LoopbackServer):
+    handler = _Handler
 
 
 class InstrumentServer:
@@ -100,17 +93,14 @@ class InstrumentServer:
                 self._servers[name] = _Server(ports.get(name, 0), emulator, io_tick)
         except OSError:
             for server in self._servers.values():
-                server.server_close()
+                server.stop()
             raise
         for name, server in self._servers.items():
-            t = threading.Thread(
-                target=server.serve_forever, args=(0.05,), name=f"qbs-sim-{name}", daemon=True
-            )
-            t.start()
+            server.start()
             self._hislip[name] = HislipServer(emulators[name], io_tick)
 
     def port(self, name: str) -> int:
-        return self._servers[name].server_address[1]
+        return self._servers[name].port
 
     def address(self, name: str, protocol: str | None = None) -> str:
         """The VISA resource name a driver uses to reach ``name``.
@@ -131,9 +121,7 @@ class InstrumentServer:
 
     def close(self) -> None:
         for server in self._servers.values():
-            server.stopping.set()
-            server.shutdown()
-            server.server_close()
+            server.stop()
         for hislip in self._hislip.values():
             hislip.close()
         self._servers.clear()

@@ -20,6 +20,7 @@ never silently accepts it. Every received command is kept in :attr:`Emulator.log
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,18 @@ from qbs_lab.sim.scpi import Pattern, parse_arguments, split_header, split_messa
 if TYPE_CHECKING:
     from qbs_lab.sim.lab_state import LabState
 
-__all__ = ["CommandError", "Emulator", "LoggedCommand", "ScpiEmulator", "command", "to_bool"]
+__all__ = [
+    "CommandError",
+    "Emulator",
+    "LoggedCommand",
+    "ScpiEmulator",
+    "command",
+    "float_arg",
+    "int_arg",
+    "to_bool",
+    "to_float",
+    "to_int",
+]
 
 Handler = Callable[["Emulator", list[str], tuple[int, ...]], "str | None"]
 
@@ -104,6 +116,26 @@ def to_int(arg: str) -> int:
     if value != int(value):
         raise CommandError(-104, "Data type error")
     return int(value)
+
+
+def int_arg(args: list[str], i: int, lo: int, hi: int) -> int:
+    """Argument ``i`` as an integer in [lo, hi]: -109 if missing, -104 if not an integer, -222 if out."""
+    if len(args) <= i or not args[i]:
+        raise CommandError(-109, "Missing parameter")
+    value = to_int(args[i])
+    if not lo <= value <= hi:
+        raise CommandError(-222, "Data out of range")
+    return value
+
+
+def float_arg(args: list[str], i: int, lo: float, hi: float) -> float:
+    """Argument ``i`` as a finite number in [lo, hi]: -109 if missing, -104 if not a number, -222 if out."""
+    if len(args) <= i or not args[i]:
+        raise CommandError(-109, "Missing parameter")
+    value = to_float(args[i])
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise CommandError(-222, "Data out of range")
+    return value
 
 
 class Emulator:

@@ -32,7 +32,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from qbs_lab.sim.emulators.base import CommandError, Emulator, command, to_float, to_int
+from qbs_lab.sim.emulators.base import (
+    CommandError,
+    Emulator,
+    command,
+    float_arg,
+    int_arg,
+)
 
 __all__ = ["Lakeshore372Emulator"]
 
@@ -92,24 +98,6 @@ class _Output:
     mout: float = 0.0
     ramp_on: int = 0
     ramp_rate: float = 0.0  # K/min
-
-
-def _int(args: list[str], i: int, lo: int, hi: int) -> int:
-    if len(args) <= i or not args[i]:
-        raise CommandError(-109, "Missing parameter")
-    value = to_int(args[i])
-    if not lo <= value <= hi:
-        raise CommandError(-222, "Data out of range")
-    return value
-
-
-def _float(args: list[str], i: int, lo: float, hi: float) -> float:
-    if len(args) <= i or not args[i]:
-        raise CommandError(-109, "Missing parameter")
-    value = to_float(args[i])
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise CommandError(-222, "Data out of range")
-    return value
 
 
 def _count(args: list[str], *allowed: int) -> None:
@@ -181,10 +169,10 @@ class Lakeshore372Emulator(Emulator):
         """Input channel 1..16 (0 for the control input ``A`` where the command accepts it)."""
         if allow_control and args and args[0].strip().upper() == "A":
             return 0
-        return _int(args, 0, 1, N_CHANNELS)
+        return int_arg(args, 0, 1, N_CHANNELS)
 
     def _output(self, args: list[str]) -> int:
-        return _int(args, 0, 0, 2)
+        return int_arg(args, 0, 0, 2)
 
     # -- readings ----------------------------------------------------------------------------------
     def _status(self, ch: int) -> int:
@@ -237,11 +225,11 @@ class Lakeshore372Emulator(Emulator):
         _count(args, 6)
         cfg = self.inputs[self._channel(args)]
         values = (
-            _int(args, 1, 0, 1),
-            _int(args, 2, 1, 200),
-            _int(args, 3, 3, 200),
-            _int(args, 4, 0, 59),
-            _int(args, 5, 1, 2),
+            int_arg(args, 1, 0, 1),
+            int_arg(args, 2, 1, 200),
+            int_arg(args, 3, 3, 200),
+            int_arg(args, 4, 0, 59),
+            int_arg(args, 5, 1, 2),
         )
         cfg.enabled, cfg.dwell, cfg.pause, cfg.curve, cfg.tempco = values
 
@@ -254,14 +242,14 @@ class Lakeshore372Emulator(Emulator):
     def _intype(self, args: list[str], n: tuple[int, ...]) -> None:
         _count(args, 7)
         cfg = self.inputs[self._channel(args)]
-        mode = _int(args, 1, 0, 1)
+        mode = int_arg(args, 1, 0, 1)
         values = (
             mode,
-            _int(args, 2, 1, 12 if mode == 0 else 22),
-            _int(args, 3, 0, 1),
-            _int(args, 4, 1, 22),
-            _int(args, 5, 0, 1),
-            _int(args, 6, 1, 2),
+            int_arg(args, 2, 1, 12 if mode == 0 else 22),
+            int_arg(args, 3, 0, 1),
+            int_arg(args, 4, 1, 22),
+            int_arg(args, 5, 0, 1),
+            int_arg(args, 6, 1, 2),
         )
         cfg.exc_mode, cfg.excitation, cfg.autorange, cfg.range, cfg.cs_shunt, cfg.units = values
 
@@ -290,7 +278,7 @@ class Lakeshore372Emulator(Emulator):
     @command("TLIMIT")
     def _tlimit(self, args: list[str], n: tuple[int, ...]) -> None:
         _count(args, 2)
-        self.inputs[self._channel(args)].tlimit = _float(args, 1, 0.0, 2000.0)
+        self.inputs[self._channel(args)].tlimit = float_arg(args, 1, 0.0, 2000.0)
 
     @command("TLIMIT?")
     def _tlimit_q(self, args: list[str], n: tuple[int, ...]) -> str:
@@ -299,8 +287,8 @@ class Lakeshore372Emulator(Emulator):
     @command("FILTER")
     def _filter(self, args: list[str], n: tuple[int, ...]) -> None:
         _count(args, 4)
-        ch = _int(args, 0, 0, N_CHANNELS)  # 0 = all channels
-        values = (_int(args, 1, 0, 1), _int(args, 2, 1, 200), _int(args, 3, 1, 80))
+        ch = int_arg(args, 0, 0, N_CHANNELS)  # 0 = all channels
+        values = (int_arg(args, 1, 0, 1), int_arg(args, 2, 1, 200), int_arg(args, 3, 1, 80))
         for c in self.inputs.values() if ch == 0 else [self.inputs[ch]]:
             c.filter_on, c.filter_settle, c.filter_window = values
 
@@ -312,7 +300,7 @@ class Lakeshore372Emulator(Emulator):
     @command("SCAN")
     def _scan(self, args: list[str], n: tuple[int, ...]) -> None:
         _count(args, 2)
-        self.scan_channel, self.autoscan = self._channel(args), _int(args, 1, 0, 1)
+        self.scan_channel, self.autoscan = self._channel(args), int_arg(args, 1, 0, 1)
 
     @command("SCAN?")
     def _scan_q(self, args: list[str], n: tuple[int, ...]) -> str:
@@ -330,15 +318,15 @@ class Lakeshore372Emulator(Emulator):
     def _outmode(self, args: list[str], n: tuple[int, ...]) -> None:
         _count(args, 7)
         out = self._output(args)
-        mode = _int(args, 1, 0, 6)
+        mode = int_arg(args, 1, 0, 6)
         if mode not in VALID_MODES[out]:
             raise CommandError(-222, "Data out of range")
         values = (
-            _int(args, 2, 1, N_CHANNELS),
-            _int(args, 3, 0, 1),
-            _int(args, 4, 0, 1),
-            _int(args, 5, 0, 1),
-            _int(args, 6, 1, 255),
+            int_arg(args, 2, 1, N_CHANNELS),
+            int_arg(args, 3, 0, 1),
+            int_arg(args, 4, 0, 1),
+            int_arg(args, 5, 0, 1),
+            int_arg(args, 6, 1, 255),
         )
         o = self.outputs[out]
         o.mode = mode
@@ -361,18 +349,18 @@ class Lakeshore372Emulator(Emulator):
         o = self.outputs[out]
         if len(args) == 6:  # QCoDeS's form: <type>,<1=25/2=50 Ohm>,<max>,<user max>,<display>
             values = (
-                _int(args, 1, 0, 1 if out == 1 else 0),
-                (25.0, 50.0)[_int(args, 2, 1, 2) - 1],
-                _int(args, 3, 0, 4),
-                _float(args, 4, 0.0, 1.732),
-                _int(args, 5, 1, 2),
+                int_arg(args, 1, 0, 1 if out == 1 else 0),
+                (25.0, 50.0)[int_arg(args, 2, 1, 2) - 1],
+                int_arg(args, 3, 0, 4),
+                float_arg(args, 4, 0.0, 1.732),
+                int_arg(args, 5, 1, 2),
             )
             o.htr_type, o.htr_ohms, o.max_current, o.max_user_current, o.display = values
             return
         # the manual's form: <resistance>,<max current>,<max user current>,<current/power>
         # sample heater: the load in ohms; warm-up heater: 1 = 25 Ohm, 2 = 50 Ohm
-        ohms = _float(args, 1, 1, 2000) if out == 0 else (25.0, 50.0)[_int(args, 1, 1, 2) - 1]
-        values = (ohms, _int(args, 2, 0, 2), _float(args, 3, 0.0, 1.732), _int(args, 4, 1, 2))
+        ohms = float_arg(args, 1, 1, 2000) if out == 0 else (25.0, 50.0)[int_arg(args, 1, 1, 2) - 1]
+        values = (ohms, int_arg(args, 2, 0, 2), float_arg(args, 3, 0.0, 1.732), int_arg(args, 4, 1, 2))
         o.htr_ohms, o.max_current, o.max_user_current, o.display = values
 
     @command("HTRSET?")
@@ -385,7 +373,7 @@ class Lakeshore372Emulator(Emulator):
     def _range(self, args: list[str], n: tuple[int, ...]) -> None:
         _count(args, 2)
         out = self._output(args)
-        value = _int(args, 1, 0, MAX_RANGE[out])
+        value = int_arg(args, 1, 0, MAX_RANGE[out])
         if out == 0:
             self.lab.fridge.heater_range = value
         else:
@@ -400,7 +388,7 @@ class Lakeshore372Emulator(Emulator):
     def _setp(self, args: list[str], n: tuple[int, ...]) -> None:
         _count(args, 2)
         out = self._output(args)
-        value = _float(args, 1, 0.0, 2000.0)
+        value = float_arg(args, 1, 0.0, 2000.0)
         o = self.outputs[out]
         o.setpoint = value
         if out != 0:
@@ -423,7 +411,7 @@ class Lakeshore372Emulator(Emulator):
         _count(args, 3)
         out = self._output(args)
         o = self.outputs[out]
-        o.ramp_on, o.ramp_rate = _int(args, 1, 0, 1), _float(args, 2, 0.0, 100.0)
+        o.ramp_on, o.ramp_rate = int_arg(args, 1, 0, 1), float_arg(args, 2, 0.0, 100.0)
         if out == 0 and (not o.ramp_on or o.ramp_rate == 0) and self._ramp is not None:
             self.lab.fridge.setpoint, self._ramp = self._ramp[1], None
 
@@ -441,9 +429,9 @@ class Lakeshore372Emulator(Emulator):
         _count(args, 4)
         out = self._output(args)
         pid = (
-            _float(args, 1, 0.0, 1000.0),
-            _float(args, 2, 0.0, 10000.0),
-            _float(args, 3, 0, 2500),
+            float_arg(args, 1, 0.0, 1000.0),
+            float_arg(args, 2, 0.0, 10000.0),
+            float_arg(args, 3, 0, 2500),
         )
         if out == 0:
             self.lab.fridge.pid = pid
@@ -460,7 +448,7 @@ class Lakeshore372Emulator(Emulator):
     def _mout(self, args: list[str], n: tuple[int, ...]) -> None:
         _count(args, 2)
         out = self._output(args)
-        value = _float(args, 1, 0.0, 100.0)
+        value = float_arg(args, 1, 0.0, 100.0)
         if out == 0:
             self.lab.fridge.manual_output = value
         else:
@@ -485,7 +473,7 @@ class Lakeshore372Emulator(Emulator):
 
     @command("AOUT?")
     def _aout_q(self, args: list[str], n: tuple[int, ...]) -> str:
-        return f"{self._aout(_int(args, 0, 1, 2)):+.3f}"
+        return f"{self._aout(int_arg(args, 0, 1, 2)):+.3f}"
 
     @command("HTRST?")
     def _htrst(self, args: list[str], n: tuple[int, ...]) -> str:

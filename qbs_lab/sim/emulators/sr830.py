@@ -53,8 +53,8 @@ from qbs_lab.sim.emulators.base import (
     Emulator,
     LoggedCommand,
     command,
-    to_float,
-    to_int,
+    float_arg,
+    int_arg,
 )
 from qbs_lab.sim.scpi import split_message
 
@@ -108,7 +108,7 @@ def _int_setting(attr: str, hi: int, name: str) -> tuple[Handler, Handler]:
 
     @command(name)
     def set_(self: SR830Emulator, args: list[str], n: tuple[int, ...]) -> None:
-        setattr(self, attr, self._int_arg(args, 0, 0, hi))
+        setattr(self, attr, int_arg(args, 0, 0, hi))
 
     @command(name + "?")
     def query(self: SR830Emulator, args: list[str], n: tuple[int, ...]) -> str:
@@ -206,24 +206,6 @@ class SR830Emulator(Emulator):
         self.esr |= CMD_ERROR if -199 <= code <= -100 else EXE_ERROR
 
     # -- arguments -------------------------------------------------------------------------------
-    @staticmethod
-    def _int_arg(args: list[str], i: int, lo: int, hi: int) -> int:
-        if len(args) <= i or not args[i]:
-            raise CommandError(-109, "Missing parameter")
-        value = to_int(args[i])
-        if not lo <= value <= hi:
-            raise CommandError(-222, "Data out of range")
-        return value
-
-    @staticmethod
-    def _float_arg(args: list[str], i: int, lo: float, hi: float) -> float:
-        if len(args) <= i or not args[i]:
-            raise CommandError(-109, "Missing parameter")
-        value = to_float(args[i])
-        if not lo <= value <= hi:
-            raise CommandError(-222, "Data out of range")
-        return value
-
     # -- readings --------------------------------------------------------------------------------
     def _scale(self) -> float:
         """Reading units per volt at the input: 1 (voltage input) or 1/1 MOhm (current input)."""
@@ -284,7 +266,7 @@ class SR830Emulator(Emulator):
         """Read (and clear) a status byte, or only bit ``args[0]`` of it."""
         value = getattr(self, attr)
         if args:
-            bit = self._int_arg(args, 0, 0, 7)
+            bit = int_arg(args, 0, 0, 7)
             setattr(self, attr, value & ~(1 << bit))
             return str((value >> bit) & 1)
         setattr(self, attr, 0)
@@ -293,17 +275,17 @@ class SR830Emulator(Emulator):
     def _set_enable(self, attr: str, args: list[str]) -> None:
         """``XXXE i`` sets the enable byte to i; ``XXXE i,j`` sets its bit i to j."""
         if len(args) >= 2:
-            bit = self._int_arg(args, 0, 0, 7)
-            on = self._int_arg(args, 1, 0, 1)
+            bit = int_arg(args, 0, 0, 7)
+            on = int_arg(args, 1, 0, 1)
             value = getattr(self, attr)
             setattr(self, attr, value | (1 << bit) if on else value & ~(1 << bit))
         else:
-            setattr(self, attr, self._int_arg(args, 0, 0, 255))
+            setattr(self, attr, int_arg(args, 0, 0, 255))
 
     def _query_enable(self, attr: str, args: list[str]) -> str:
         value = getattr(self, attr)
         if args:
-            return str((value >> self._int_arg(args, 0, 0, 7)) & 1)
+            return str((value >> int_arg(args, 0, 0, 7)) & 1)
         return str(value)
 
     def _stb(self) -> int:
@@ -352,7 +334,7 @@ class SR830Emulator(Emulator):
     @command("*STB?")
     def _stb_q(self, args: list[str], n: tuple[int, ...]) -> str:
         stb = self._stb()
-        return str((stb >> self._int_arg(args, 0, 0, 7)) & 1) if args else str(stb)
+        return str((stb >> int_arg(args, 0, 0, 7)) & 1) if args else str(stb)
 
     _psc, _psc_q = _int_setting("psc", 1, "*PSC")
 
@@ -404,7 +386,7 @@ class SR830Emulator(Emulator):
 
     @command("PHAS")
     def _phas(self, args: list[str], n: tuple[int, ...]) -> None:
-        value = round(self._float_arg(args, 0, -360.0, 729.99), 2)
+        value = round(float_arg(args, 0, -360.0, 729.99), 2)
         self.lab.lockin.phase = round((value + 180.0) % 360.0 - 180.0, 2)
 
     @command("PHAS?")
@@ -413,7 +395,7 @@ class SR830Emulator(Emulator):
 
     @command("FMOD")
     def _fmod(self, args: list[str], n: tuple[int, ...]) -> None:
-        self.fmod = self._int_arg(args, 0, 0, 1)
+        self.fmod = int_arg(args, 0, 0, 1)
 
     @command("FMOD?")
     def _fmod_q(self, args: list[str], n: tuple[int, ...]) -> str:
@@ -421,7 +403,7 @@ class SR830Emulator(Emulator):
 
     @command("FREQ")
     def _freq(self, args: list[str], n: tuple[int, ...]) -> None:
-        value = self._float_arg(args, 0, 1e-3, 102e3)
+        value = float_arg(args, 0, 1e-3, 102e3)
         if self.fmod != 1:
             raise CommandError(-221, "Settings conflict: FREQ needs the internal reference")
         step = max(10.0 ** (math.floor(math.log10(value)) - 4), 1e-4)
@@ -438,7 +420,7 @@ class SR830Emulator(Emulator):
 
     @command("HARM")
     def _harm(self, args: list[str], n: tuple[int, ...]) -> None:
-        value = self._int_arg(args, 0, 1, 19999)
+        value = int_arg(args, 0, 1, 19999)
         if value * self.lab.lockin.frequency > 102e3:
             raise CommandError(-222, "Data out of range: harmonic x frequency > 102 kHz")
         self._set_reference(self.lab.lockin.frequency, value)
@@ -449,7 +431,7 @@ class SR830Emulator(Emulator):
 
     @command("SLVL")
     def _slvl(self, args: list[str], n: tuple[int, ...]) -> None:
-        value = self._float_arg(args, 0, 0.004, 5.0)
+        value = float_arg(args, 0, 0.004, 5.0)
         self.lab.lockin.amplitude = round(round(value / 0.002) * 0.002, 3)
 
     @command("SLVL?")
@@ -459,7 +441,7 @@ class SR830Emulator(Emulator):
     # -- input and filter ------------------------------------------------------------------------
     @command("ISRC")
     def _isrc(self, args: list[str], n: tuple[int, ...]) -> None:
-        self.isrc = self._int_arg(args, 0, 0, 3)
+        self.isrc = int_arg(args, 0, 0, 3)
         if self.isrc == 3 and self._sens_index() > 20:  # above 10 nA the 1 MOhm gain is used
             self.isrc = 2
 
@@ -474,7 +456,7 @@ class SR830Emulator(Emulator):
 
     @command("SENS")
     def _sens_set(self, args: list[str], n: tuple[int, ...]) -> None:
-        index = self._int_arg(args, 0, 0, len(SENSITIVITIES) - 1)
+        index = int_arg(args, 0, 0, len(SENSITIVITIES) - 1)
         self.lab.lockin.sensitivity = SENSITIVITIES[index]
         if self.isrc == 3 and index > 20:
             self.isrc = 2
@@ -485,7 +467,7 @@ class SR830Emulator(Emulator):
 
     @command("OFLT")
     def _oflt(self, args: list[str], n: tuple[int, ...]) -> None:
-        index = self._int_arg(args, 0, 0, len(TIME_CONSTANTS) - 1)
+        index = int_arg(args, 0, 0, len(TIME_CONSTANTS) - 1)
         if TIME_CONSTANTS[index] > 31.0 and self._detection_frequency() >= F_RANGE:
             raise CommandError(-221, "Settings conflict: time constant > 30 s above 200 Hz")
         self.lab.lockin.time_constant = TIME_CONSTANTS[index]
@@ -496,7 +478,7 @@ class SR830Emulator(Emulator):
 
     @command("OFSL")
     def _ofsl(self, args: list[str], n: tuple[int, ...]) -> None:
-        self.lab.lockin.slope = SLOPES[self._int_arg(args, 0, 0, 3)]
+        self.lab.lockin.slope = SLOPES[int_arg(args, 0, 0, 3)]
 
     @command("OFSL?")
     def _ofsl_q(self, args: list[str], n: tuple[int, ...]) -> str:
@@ -504,7 +486,7 @@ class SR830Emulator(Emulator):
 
     @command("SYNC")
     def _sync(self, args: list[str], n: tuple[int, ...]) -> None:
-        self.lab.lockin.sync_filter = bool(self._int_arg(args, 0, 0, 1))
+        self.lab.lockin.sync_filter = bool(int_arg(args, 0, 0, 1))
 
     @command("SYNC?")
     def _sync_q(self, args: list[str], n: tuple[int, ...]) -> str:
@@ -513,37 +495,37 @@ class SR830Emulator(Emulator):
     # -- display, offsets, aux -------------------------------------------------------------------
     @command("DDEF")
     def _ddef(self, args: list[str], n: tuple[int, ...]) -> None:
-        ch = self._int_arg(args, 0, 1, 2)
-        self.ddef[ch] = [self._int_arg(args, 1, 0, 4), self._int_arg(args, 2, 0, 2)]
+        ch = int_arg(args, 0, 1, 2)
+        self.ddef[ch] = [int_arg(args, 1, 0, 4), int_arg(args, 2, 0, 2)]
 
     @command("DDEF?")
     def _ddef_q(self, args: list[str], n: tuple[int, ...]) -> str:
-        display, ratio = self.ddef[self._int_arg(args, 0, 1, 2)]
+        display, ratio = self.ddef[int_arg(args, 0, 1, 2)]
         return f"{display},{ratio}"
 
     @command("FPOP")
     def _fpop(self, args: list[str], n: tuple[int, ...]) -> None:
-        ch = self._int_arg(args, 0, 1, 2)
-        self.fpop[ch] = self._int_arg(args, 1, 0, 1)
+        ch = int_arg(args, 0, 1, 2)
+        self.fpop[ch] = int_arg(args, 1, 0, 1)
 
     @command("FPOP?")
     def _fpop_q(self, args: list[str], n: tuple[int, ...]) -> str:
-        return str(self.fpop[self._int_arg(args, 0, 1, 2)])
+        return str(self.fpop[int_arg(args, 0, 1, 2)])
 
     @command("OEXP")
     def _oexp(self, args: list[str], n: tuple[int, ...]) -> None:
-        i = self._int_arg(args, 0, 1, 3)
-        offset = round(self._float_arg(args, 1, -105.0, 105.0), 2)
-        self.oexp[i] = [offset, self._int_arg(args, 2, 0, 2)]
+        i = int_arg(args, 0, 1, 3)
+        offset = round(float_arg(args, 1, -105.0, 105.0), 2)
+        self.oexp[i] = [offset, int_arg(args, 2, 0, 2)]
 
     @command("OEXP?")
     def _oexp_q(self, args: list[str], n: tuple[int, ...]) -> str:
-        offset, expand = self.oexp[self._int_arg(args, 0, 1, 3)]
+        offset, expand = self.oexp[int_arg(args, 0, 1, 3)]
         return f"{offset:.2f},{expand}"
 
     @command("AOFF")
     def _aoff(self, args: list[str], n: tuple[int, ...]) -> None:
-        i = self._int_arg(args, 0, 1, 3)
+        i = int_arg(args, 0, 1, 3)
         x, y = (v * self._scale() for v in self.lab.lockin.read_xy(self.rng))
         raw = {1: x, 2: y, 3: math.hypot(x, y)}[i]
         offset = max(-105.0, min(105.0, round(raw / self._sens() * 100.0, 2)))
@@ -551,16 +533,16 @@ class SR830Emulator(Emulator):
 
     @command("OAUX?")
     def _oaux_q(self, args: list[str], n: tuple[int, ...]) -> str:
-        return _num(self._aux_in(self._int_arg(args, 0, 1, 4)))
+        return _num(self._aux_in(int_arg(args, 0, 1, 4)))
 
     @command("AUXV")
     def _auxv(self, args: list[str], n: tuple[int, ...]) -> None:
-        i = self._int_arg(args, 0, 1, 4)
-        self.lab.lockin.aux_out[i - 1] = round(self._float_arg(args, 1, -10.5, 10.5), 3)
+        i = int_arg(args, 0, 1, 4)
+        self.lab.lockin.aux_out[i - 1] = round(float_arg(args, 1, -10.5, 10.5), 3)
 
     @command("AUXV?")
     def _auxv_q(self, args: list[str], n: tuple[int, ...]) -> str:
-        return f"{self.lab.lockin.aux_out[self._int_arg(args, 0, 1, 4) - 1]:.3f}"
+        return f"{self.lab.lockin.aux_out[int_arg(args, 0, 1, 4) - 1]:.3f}"
 
     # -- setup -----------------------------------------------------------------------------------
     _outx, _outx_q = _int_setting("outx", 1, "OUTX")
@@ -574,11 +556,11 @@ class SR830Emulator(Emulator):
         setup = {a: _copy(getattr(self, a)) for a in SETUP_ATTRS}
         setup.update({"lab." + a: getattr(self.lab.lockin, a) for a in SETUP_LAB})
         setup["lab.aux_out"] = list(self.lab.lockin.aux_out)
-        self.setups[self._int_arg(args, 0, 1, 9)] = setup
+        self.setups[int_arg(args, 0, 1, 9)] = setup
 
     @command("RSET")
     def _rset(self, args: list[str], n: tuple[int, ...]) -> None:
-        setup = self.setups.get(self._int_arg(args, 0, 1, 9))
+        setup = self.setups.get(int_arg(args, 0, 1, 9))
         if setup is None:
             raise CommandError(-200, "Execution error: no setup saved there")
         for key, value in setup.items():
@@ -643,7 +625,7 @@ class SR830Emulator(Emulator):
 
     @command("SRAT")
     def _srat(self, args: list[str], n: tuple[int, ...]) -> None:
-        self.srat = self._int_arg(args, 0, 0, 14)
+        self.srat = int_arg(args, 0, 0, 14)
 
     @command("SRAT?")
     def _srat_q(self, args: list[str], n: tuple[int, ...]) -> str:
@@ -681,19 +663,19 @@ class SR830Emulator(Emulator):
     # -- data transfer ---------------------------------------------------------------------------
     @command("OUTP?")
     def _outp_q(self, args: list[str], n: tuple[int, ...]) -> str:
-        i = self._int_arg(args, 0, 1, 4)
+        i = int_arg(args, 0, 1, 4)
         return _num(self._instant()[i])
 
     @command("OUTR?")
     def _outr_q(self, args: list[str], n: tuple[int, ...]) -> str:
-        i = self._int_arg(args, 0, 1, 2)
+        i = int_arg(args, 0, 1, 2)
         return _num(self._instant()[9 + i])
 
     @command("SNAP?")
     def _snap_q(self, args: list[str], n: tuple[int, ...]) -> str:
         if not 2 <= len(args) <= 6:
             raise CommandError(-109, "SNAP? takes 2 to 6 parameters")
-        keys = [self._int_arg(args, k, 1, 11) for k in range(len(args))]
+        keys = [int_arg(args, k, 1, 11) for k in range(len(args))]
         values = self._instant()  # every value from one instant
         return ",".join(_num(values[k]) for k in keys)
 
@@ -703,9 +685,9 @@ class SR830Emulator(Emulator):
 
     def _trace(self, args: list[str]) -> list[float]:
         """Points ``j .. j+k-1`` of the channel ``i`` buffer (``TRCx? i,j,k``)."""
-        ch = self._int_arg(args, 0, 1, 2)
-        start = self._int_arg(args, 1, 0, BUFFER_SIZE - 1)
-        count = self._int_arg(args, 2, 1, BUFFER_SIZE)
+        ch = int_arg(args, 0, 1, 2)
+        start = int_arg(args, 1, 0, BUFFER_SIZE - 1)
+        count = int_arg(args, 2, 1, BUFFER_SIZE)
         data = self.buffer[ch]
         if start + count > len(data):
             raise CommandError(-222, "Data out of range: past the stored points")
