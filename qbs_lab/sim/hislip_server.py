@@ -94,8 +94,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 self.server.io_tick()
                 reply = emulator.handle(message)
                 if reply is not None:
-                    data = (reply + emulator.reply_termination).encode()
-                    _send(sock, DATA_END, 0, param, data)
+                    _send(sock, DATA_END, 0, param, emulator.reply_bytes(reply))
             elif mtype == DEVICE_CLEAR_COMPLETE:
                 pending.clear()
                 _send(sock, DEVICE_CLEAR_ACKNOWLEDGE, 0)

@@ -57,7 +57,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 self.server.io_tick()
                 reply = emulator.handle(message)
                 if reply is not None:
-                    self.request.sendall((reply + emulator.reply_termination).encode())
+                    self.request.sendall(emulator.reply_bytes(reply))
 
 
 class _Server(LoopbackServer):

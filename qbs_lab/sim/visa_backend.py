@@ -14,6 +14,7 @@ skips real code paths (device clear, the AMI 430 greeting).
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from typing import Any, Protocol
 
 from pyvisa import attributes, constants, errors, highlevel, rname
@@ -58,12 +59,19 @@ def canonical(resource_name: str) -> str:
 
 
 class _Session:
-    """One open resource: a connection to an emulator."""
+    """One open resource: a connection to an emulator, with the instrument's output queue.
+
+    Replies are queued as whole messages, each ending with END (GPIB's EOI). A read returns the rest
+    of the first message, or less: up to the termination character when the client enabled one, or
+    ``count`` bytes. As IEEE-488.2 requires, a new command arriving while a reply is still unread
+    discards that reply and reports -410 "Query INTERRUPTED" to the instrument.
+    """
 
     def __init__(self, lab: _LabLike, emulator: Emulator, resource_name: str) -> None:
         self.lab = lab
         self.emulator = emulator
-        self.out = bytearray()
+        self.out: deque[bytes] = deque()  # pending output messages
+        self.unread_reply = False  # a query's reply is (partly) waiting in `out`
         self.inbuf = bytearray()
         # the greeting arrives after the client's device clear, as with the real instrument
         self.greeting = emulator.on_connect()
@@ -81,8 +89,13 @@ class _Session:
 
     def _deliver_greeting(self) -> None:
         if self.greeting:
-            self.out.extend(self.greeting.encode())
+            self.out.extend(line.encode() for line in self.greeting.splitlines(keepends=True))
             self.greeting = None
+
+    def clear(self) -> None:
+        self.out.clear()
+        self.inbuf.clear()
+        self.unread_reply = False
 
     def write(self, data: bytes) -> tuple[int, constants.StatusCode]:
         self._deliver_greeting()
@@ -96,9 +109,15 @@ class _Session:
 
     def _handle(self, message: str) -> None:
         self.lab.io_tick()
+        if self.unread_reply:
+            self.out.clear()
+            self.unread_reply = False
+            with self.emulator.lock:
+                self.emulator.report_error(-410, "Query INTERRUPTED")
         reply = self.emulator.handle(message)
         if reply is not None:
-            self.out.extend((reply + self.emulator.reply_termination).encode())
+            self.out.append(self.emulator.reply_bytes(reply))
+            self.unread_reply = True
 
     def flush_unterminated(self) -> None:
         # a write sent with END but no termination character still is a complete message
@@ -113,23 +132,22 @@ class _Session:
             timeout_ms = self.attrs.get(constants.ResourceAttribute.timeout_value, 2000) or 0
             self.lab.wait(min(float(timeout_ms), 1e7) / 1000.0)
             raise errors.VisaIOError(constants.StatusCode.error_timeout)
-        end = len(self.out)
-        status = constants.StatusCode.success
+        message = self.out[0]
+        end, status = len(message), constants.StatusCode.success  # END
         if self.attrs.get(constants.ResourceAttribute.termchar_enabled):
             term = self.attrs.get(constants.ResourceAttribute.termchar, ord("\n"))
-            i = self.out.find(bytes([term]))
+            i = message.find(bytes([term]))
             if i >= 0:
-                end = i + 1
-                status = constants.StatusCode.success_termination_character_read
-        else:
-            i = self.out.find(b"\n")
-            if i >= 0:
-                end = i + 1
+                end, status = i + 1, constants.StatusCode.success_termination_character_read
         if end > count:
             end, status = count, constants.StatusCode.success_max_count_read
-        chunk = bytes(self.out[:end])
-        del self.out[:end]
-        return chunk, status
+        if end < len(message):
+            self.out[0] = message[end:]
+        else:
+            self.out.popleft()
+            if not self.out:
+                self.unread_reply = False
+        return message[:end], status
 
 
 class QbsLabVisaLibrary(highlevel.VisaLibraryBase):
@@ -206,9 +224,7 @@ class QbsLabVisaLibrary(highlevel.VisaLibraryBase):
         return written, status
 
     def clear(self, session: VISASession) -> constants.StatusCode:
-        sess = self._session(session)
-        sess.out.clear()
-        sess.inbuf.clear()
+        self._session(session).clear()
         return constants.StatusCode.success
 
     def flush(self, session: VISASession, mask: constants.BufferOperation) -> constants.StatusCode:

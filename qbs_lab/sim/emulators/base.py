@@ -185,6 +185,7 @@ class Emulator:
         self.rng = rng
         self.log: list[LoggedCommand] = []
         self.errors: deque[tuple[int, str]] = deque(maxlen=30)
+        self.last_reply_binary = False  # set by a handler whose reply is a binary block
         self.esr = 0  # IEEE-488.2 standard event status register
         self.lock = lab.lock  # the lab's lock: instruments share one physical state
         self.reset()
@@ -200,6 +201,7 @@ class Emulator:
         """Run one program message; return the reply text (without termination) or None."""
         with self.lock:
             self.lab.sync()
+            self.last_reply_binary = False
             replies: list[str] = []
             previous_path = ""
             for part in split_message(message.strip("\r\n")):
@@ -235,6 +237,16 @@ class Emulator:
             if suffixes is not None:
                 return func, suffixes
         return None
+
+    def reply_bytes(self, reply: str) -> bytes:
+        """The bytes a transport sends for the reply :meth:`handle` just returned.
+
+        Text goes out UTF-8 encoded with the instrument's termination; a binary block (a handler set
+        :attr:`last_reply_binary` and returned one character per byte) goes out as is, unterminated.
+        """
+        if self.last_reply_binary:
+            return reply.encode("latin-1")
+        return (reply + self.reply_termination).encode()
 
     def report_error(self, code: int, text: str) -> None:
         """Record an error as the instrument does: SCPI error queue plus the ESR bit.
