@@ -161,3 +161,21 @@ def test_supply_voltage_limit_caps_the_ramp_rate() -> None:
     lab.sync()
     assert m.field() == pytest.approx(0.02, rel=1e-9)
     assert m.voltage() == pytest.approx(2.0, rel=1e-6)
+
+
+def test_setpoint_ramps_between_messages_and_temperature_limit_trips_the_heater() -> None:
+    lab, clock = make()
+    f = lab.fridge
+    f.heater_mode, f.heater_range = "closed_loop", 5
+    f.setpoint = 0.05
+    f.ramp_setpoint(0.25, rate=0.2 / 600)  # 0.2 K in 10 minutes
+    clock.sleep(300)
+    lab.sync()  # nobody talked to the controller meanwhile
+    assert f.setpoint == pytest.approx(0.15, rel=1e-6) and f.setpoint_target == 0.25
+    clock.sleep(301)
+    lab.sync()
+    assert f.setpoint == 0.25 and f.setpoint_target is None
+    f.temperature_limits[f.control_channel] = 0.2
+    clock.sleep(600)
+    lab.sync()
+    assert f.limit_tripped and f.heater_range == 0 and f.heater_power() == 0.0

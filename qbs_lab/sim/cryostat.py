@@ -5,7 +5,8 @@ P_cool(T) = k_cool * (T^2 - T_base^2), with a heat capacity C = c_mc * T (so the
 C / (dP_cool/dT) = c_mc / (2 k_cool), is the same at every temperature: ``tau_mc``). The sample stage
 follows the MC with its own lag ``tau_sample``. The heater is driven like a Lakeshore 372's sample heater:
 off, open loop (a manual percentage of the selected current range) or closed loop (PID on a thermometer
-channel). Heater power is (output fraction * range current)^2 * heater resistance.
+channel), with the setpoint optionally ramped at a set rate and the heater switched off when a channel
+exceeds its temperature limit. Heater power is (output fraction * range current)^2 * heater resistance.
 
 Thermometers are channels of the resistance bridge: each is tied to a stage (``mc``, ``sample``, or a
 fixed plate temperature). Resistance readings follow a RuOx-like law R = R0 * exp((T0/T)^0.25).
@@ -69,6 +70,10 @@ class Cryostat:
         self.setpoint = 0.0  # K
         self.pid: tuple[float, float, float] = (10.0, 20.0, 0.0)  # P, I [s], D [s]
         self.control_channel = 6
+        self.setpoint_target: float | None = None  # K, where a setpoint ramp is heading
+        self.setpoint_ramp_rate = 0.0  # K/s
+        self.temperature_limits: dict[int, float] = {}  # channel -> K: heater off above it
+        self.limit_tripped = False
         self.stuck_heater = False  # fault: heater output stuck at full scale
         self._integral = 0.0
         self._dTdt = 0.0
@@ -108,6 +113,13 @@ class Cryostat:
         current = self.heater_output() / 100.0 * HEATER_RANGES[rng]
         return current * current * self.heater_resistance
 
+    def ramp_setpoint(self, target: float, rate: float) -> None:
+        """Move the setpoint to ``target`` [K] at ``rate`` [K/s] (at once when rate is 0)."""
+        if rate > 0 and target != self.setpoint:
+            self.setpoint_target, self.setpoint_ramp_rate = target, rate
+        else:
+            self.setpoint, self.setpoint_target = target, None
+
     # -- dynamics ---------------------------------------------------------------------------
     def _pid_output(self) -> float:
         P, I, D = self.pid
@@ -120,6 +132,16 @@ class Cryostat:
     def step(self, dt: float) -> None:
         """Advance the thermal state by ``dt`` seconds (one explicit step, dt <= max_step)."""
         p = self.params
+        if self.setpoint_target is not None:
+            gap = self.setpoint_target - self.setpoint
+            move = self.setpoint_ramp_rate * dt
+            if abs(gap) <= move:
+                self.setpoint, self.setpoint_target = self.setpoint_target, None
+            else:
+                self.setpoint += math.copysign(move, gap)
+        if any(self.temperature(ch) > limit for ch, limit in self.temperature_limits.items()):
+            # the controller's over-temperature protection: every heater off, and it stays off
+            self.heater_mode, self.heater_range, self.limit_tripped = "off", 0, True
         T_control = self.temperature(self.control_channel)
         if self.heater_mode == "closed_loop" and self.heater_range > 0:
             error = self.setpoint - T_control

@@ -17,8 +17,8 @@ Physics: readings come from ``lab.fridge`` (temperature with 0.2 % thermometer n
 resistance); a channel with no sensor reads 0 with status R.OVER + T.UNDER. The sample heater's
 settings are ``lab.fridge``'s (mode, control channel, range, setpoint, PID, manual output); the
 warm-up and analog outputs are front-panel state only. Two of the 372's own safety behaviours run
-each time the instrument is addressed: setpoint ramping (``RAMP``) moves ``lab.fridge.setpoint``
-towards the target at the set rate, and a channel above its ``TLIMIT`` switches every heater off.
+in the cryostat model, between messages too: setpoint ramping (``RAMP``, ``lab.fridge.ramp_setpoint``)
+and a channel above its ``TLIMIT`` switching every heater off (``lab.fridge.temperature_limits``).
 
 Deviations from the manual, for the unmodified QCoDeS driver: ``HTRSET?`` answers the five fields
 that driver parses (``<type>,<resistance 1=25/2=50 Ohm>,<max current>,<max user current>,
@@ -29,7 +29,6 @@ takes either form. ``HTR? 1``/``HTR? 2`` answer the warm-up/analog output (the m
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from qbs_lab.sim.emulators.base import (
@@ -130,7 +129,6 @@ class Lakeshore372Emulator(Emulator):
         self.outputs = {i: _Output() for i in range(3)}
         self.scan_channel = self.lab.fridge.control_channel
         self.autoscan = 0
-        self._ramp: tuple[float, float, float] | None = None  # (start K, target K, start time s)
 
     @command("*RST")
     def _rst(self, args: list[str], n: tuple[int, ...]) -> None:
@@ -150,19 +148,10 @@ class Lakeshore372Emulator(Emulator):
             return super().handle(message)
 
     def _poll(self) -> None:
-        fridge = self.lab.fridge
-        if self._ramp is not None:
-            start, target, t0 = self._ramp
-            rate = self.outputs[0].ramp_rate / 60.0  # K/s
-            step = rate * (self.lab.clock.now() - t0)
-            if step >= abs(target - start):
-                fridge.setpoint, self._ramp = target, None
-            else:
-                fridge.setpoint = start + math.copysign(step, target - start)
-        for ch, cfg in self.inputs.items():
-            if cfg.tlimit > 0 and ch in fridge.channels and fridge.temperature(ch) > cfg.tlimit:
-                fridge.heater_range = 0
-                self.outputs[1].range = self.outputs[2].range = 0
+        # the cryostat ramps the setpoint and trips the sample heater itself; the warm-up and analog
+        # heaters exist only on this front panel
+        if self.lab.fridge.limit_tripped:
+            self.outputs[1].range = self.outputs[2].range = 0
 
     # -- argument helpers --------------------------------------------------------------------------
     def _channel(self, args: list[str], allow_control: bool = False) -> int:
@@ -278,7 +267,13 @@ class Lakeshore372Emulator(Emulator):
     @command("TLIMIT")
     def _tlimit(self, args: list[str], n: tuple[int, ...]) -> None:
         _count(args, 2)
-        self.inputs[self._channel(args)].tlimit = float_arg(args, 1, 0.0, 2000.0)
+        channel = self._channel(args)
+        limit = float_arg(args, 1, 0.0, 2000.0)
+        self.inputs[channel].tlimit = limit
+        if limit > 0 and channel in self.lab.fridge.channels:
+            self.lab.fridge.temperature_limits[channel] = limit
+        else:
+            self.lab.fridge.temperature_limits.pop(channel, None)
 
     @command("TLIMIT?")
     def _tlimit_q(self, args: list[str], n: tuple[int, ...]) -> str:
@@ -393,16 +388,12 @@ class Lakeshore372Emulator(Emulator):
         o.setpoint = value
         if out != 0:
             return
-        fridge = self.lab.fridge
-        if o.ramp_on and o.ramp_rate > 0 and value != fridge.setpoint:
-            self._ramp = (fridge.setpoint, value, self.lab.clock.now())
-        else:
-            fridge.setpoint, self._ramp = value, None
+        self.lab.fridge.ramp_setpoint(value, o.ramp_rate / 60.0 if o.ramp_on else 0.0)
 
     @command("SETP?")
     def _setp_q(self, args: list[str], n: tuple[int, ...]) -> str:
         out = self._output(args)
-        if out == 0 and self._ramp is None:  # while ramping: the target, as it was set
+        if out == 0 and self.lab.fridge.setpoint_target is None:  # while ramping: the target
             return _sci(self.lab.fridge.setpoint)
         return _sci(self.outputs[out].setpoint)
 
@@ -412,8 +403,10 @@ class Lakeshore372Emulator(Emulator):
         out = self._output(args)
         o = self.outputs[out]
         o.ramp_on, o.ramp_rate = int_arg(args, 1, 0, 1), float_arg(args, 2, 0.0, 100.0)
-        if out == 0 and (not o.ramp_on or o.ramp_rate == 0) and self._ramp is not None:
-            self.lab.fridge.setpoint, self._ramp = self._ramp[1], None
+        fridge = self.lab.fridge
+        if out == 0 and fridge.setpoint_target is not None:
+            # switching the ramp off jumps to the target; a new rate applies from now on
+            fridge.ramp_setpoint(fridge.setpoint_target, o.ramp_rate / 60.0 if o.ramp_on else 0.0)
 
     @command("RAMP?")
     def _ramp_q(self, args: list[str], n: tuple[int, ...]) -> str:
@@ -422,7 +415,7 @@ class Lakeshore372Emulator(Emulator):
 
     @command("RAMPST?")
     def _rampst(self, args: list[str], n: tuple[int, ...]) -> str:
-        return "1" if self._output(args) == 0 and self._ramp is not None else "0"
+        return "1" if self._output(args) == 0 and self.lab.fridge.setpoint_target is not None else "0"
 
     @command("PID")
     def _pid(self, args: list[str], n: tuple[int, ...]) -> None:
