@@ -21,6 +21,7 @@ def test_lockin_output_lags_a_step_by_its_filter() -> None:
     lab, clock = make()
     lab.magnet.segments = [(1.0, 1.0)]  # fast, so the field step is (almost) instant
     lab.magnet.voltage_limit = 1e4
+    lab.magnet.quench_rate = 10.0  # a coil that tolerates it, for a (nearly) instant step
     B_c = lab.truth(15.0)["B_c"]
     lab.magnet.target = 0.5 * B_c
     lab.magnet.ramp()
@@ -179,3 +180,31 @@ def test_setpoint_ramps_between_messages_and_temperature_limit_trips_the_heater(
     clock.sleep(600)
     lab.sync()
     assert f.limit_tripped and f.heater_range == 0 and f.heater_power() == 0.0
+
+
+def test_over_rate_ramp_and_mismatched_switch_heating_quench_the_magnet() -> None:
+    lab, clock = make()
+    m = lab.magnet
+    m.voltage_limit, m.segments, m.target = 1e3, [(0.1, 10.0)], 0.05  # 0.1 T/s > quench_rate
+    m.ramp()
+    clock.sleep(1.0)
+    lab.sync()
+    assert m.state == MagnetState.QUENCH and m.quenched and m.magnet_field() == 0.0
+
+    lab2, clock2 = make()
+    m = lab2.magnet
+    m.switch_installed = True
+    m.set_switch_heater(True)
+    clock2.sleep(m.switch_heat_time + 1)
+    m.segments, m.target = [(0.01, 10.0)], 0.02
+    m.ramp()
+    clock2.sleep(5)
+    lab2.sync()
+    m.set_switch_heater(False)  # persistent at 20 mT
+    clock2.sleep(m.switch_cool_time + 1)
+    m.zero()
+    clock2.sleep(5)
+    lab2.sync()
+    assert m.magnet_field() == pytest.approx(0.02) and m.current() == 0.0
+    m.set_switch_heater(True)  # supply at 0 A, coil at 0.2 A: a 0.2 A step through the coil
+    assert m.state == MagnetState.QUENCH and m.magnet_field() == 0.0

@@ -92,9 +92,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 message = bytes(pending).decode(errors="replace").rstrip("\r\n")
                 pending.clear()
                 self.server.io_tick()
-                reply = emulator.handle(message)
-                if reply is not None:
-                    _send(sock, DATA_END, 0, param, emulator.reply_bytes(reply))
+                data = emulator.respond(message)
+                if data is not None:
+                    _send(sock, DATA_END, 0, param, data)
             elif mtype == DEVICE_CLEAR_COMPLETE:
                 pending.clear()
                 _send(sock, DEVICE_CLEAR_ACKNOWLEDGE, 0)
@@ -112,7 +112,8 @@ class _Handler(socketserver.BaseRequestHandler):
             elif mtype == ASYNC_DEVICE_CLEAR:
                 _send(sock, ASYNC_DEVICE_CLEAR_ACKNOWLEDGE, 0)
             elif mtype == ASYNC_STATUS_QUERY:
-                stb = int(emulator.handle("*STB?") or 0) & 0xFF
+                with emulator.lock:
+                    stb = emulator.status_byte() & 0xFF
                 _send(sock, ASYNC_STATUS_RESPONSE, stb)
             elif mtype == ASYNC_LOCK:
                 _send(sock, ASYNC_LOCK_RESPONSE, 1)

@@ -67,10 +67,11 @@ class Lockin:
         """
         x = dt / self.time_constant
         decay = math.exp(-x)
-        n = self.stages
-        e = [self._stages[k] - value for k in range(n)]
-        powers = [x**m / math.factorial(m) for m in range(n)]
-        for k in range(n):
+        # all four stages run whatever the slope: the output taps stage n, so a slope change reads a
+        # stage that has been following the input all along
+        e = [stage - value for stage in self._stages]
+        powers = [x**m / math.factorial(m) for m in range(4)]
+        for k in range(4):
             self._stages[k] = value + decay * sum(e[j] * powers[k - j] for j in range(k + 1))
 
     def output(self) -> complex:

@@ -1,11 +1,15 @@
 """The superconducting magnet and its supply, as an AMI 430 programmer runs them.
 
 The supply ramps its output toward the target at the rate of the segment the present field lies in
-(``segments``: (rate [T/s], upper bound [T]) pairs, as the 430's ramp segments), then holds. PAUSE stops
-the ramp where it is; ZERO ramps to zero current. A quench (fault injection or over-rate) drops the
-field to zero at once and latches state 7 until reset. With a persistent switch installed, the field
-at the sample follows the supply only while the switch heater is on (after its heating time); with the
-switch cold the magnet is persistent and its field is frozen while the supply may ramp on its own.
+(``segments``: (rate [T/s], upper bound [T]) pairs, as the 430's ramp segments), capped by the supply's
+voltage limit (dI/dt <= V_lim / L), then holds. PAUSE stops the ramp where it is; ZERO ramps to zero
+current. A quench drops the field to zero at once and latches state 7 until reset; it follows from
+fault injection, from a ramp faster than the coil tolerates (``quench_rate``), and from heating the
+persistent switch while the supply current differs from the coil's (a current step through the coil).
+
+With a persistent switch installed, the field at the sample follows the supply only while the switch
+heater is on (after its heating time); with the switch cold the magnet is persistent and its field is
+frozen while the supply may ramp on its own.
 
 States are the 430's ``STATE?`` codes.
 """
@@ -53,6 +57,8 @@ class Magnet:
         self._magnet_current = 0.0  # A, in the coil (differs from the supply's when persistent)
         self._rate_now = 0.0  # A/s, signed, for the supply voltage L dI/dt
         self.voltage_limit = 2.0  # V, caps dI/dt at voltage_limit / inductance
+        self.quench_rate = 0.05  # T/s: ramping faster than this quenches the coil
+        self.switch_tolerance = 0.05  # A: supply/coil current mismatch a warm switch tolerates
         self.switch_installed = switch_installed
         self.switch_heater_on = False
         self.switch_current = 0.02  # A
@@ -137,6 +143,9 @@ class Magnet:
         """Switch heater on/off; the switch then heats or cools for its set time."""
         if not self.switch_installed or on == self.switch_heater_on:
             return
+        if on and abs(self._supply_current - self._magnet_current) > self.switch_tolerance:
+            self.quench()  # the warm switch would put the current difference across the coil at once
+            return
         self.switch_heater_on = on
         if self.state not in (MagnetState.HEATING_SWITCH, MagnetState.COOLING_SWITCH):
             self._resume_state = self.state
@@ -166,6 +175,9 @@ class Magnet:
             direction = 1.0 if goal > i else -1.0
             outward = i * direction >= 0
             rate = self.ramp_rate(i * k, outward) / k  # A/s
+            if rate * k > self.quench_rate and not self.persistent():
+                self.quench()
+                return
             # time to the goal or to the next segment boundary, whichever comes first
             boundary = goal
             for _, upper in self.segments:

@@ -55,9 +55,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 message = bytes(buf[:i]).decode(errors="replace").rstrip("\r")
                 del buf[: i + 1]
                 self.server.io_tick()
-                reply = emulator.handle(message)
-                if reply is not None:
-                    self.request.sendall(emulator.reply_bytes(reply))
+                data = emulator.respond(message)
+                if data is not None:
+                    self.request.sendall(data)
 
 
 class _Server(LoopbackServer):

@@ -113,10 +113,10 @@ class _Session:
             self.out.clear()
             self.unread_reply = False
             with self.emulator.lock:
-                self.emulator.report_error(-410, "Query INTERRUPTED")
-        reply = self.emulator.handle(message)
-        if reply is not None:
-            self.out.append(self.emulator.reply_bytes(reply))
+                self.emulator.query_interrupted()
+        data = self.emulator.respond(message)
+        if data is not None:
+            self.out.append(data)
             self.unread_reply = True
 
     def flush_unterminated(self) -> None:
@@ -234,9 +234,9 @@ class QbsLabVisaLibrary(highlevel.VisaLibraryBase):
         return constants.StatusCode.success
 
     def read_stb(self, session: VISASession) -> tuple[int, constants.StatusCode]:
-        sess = self._session(session)
-        reply = sess.emulator.handle("*STB?")
-        return int(reply or 0), constants.StatusCode.success
+        emulator = self._session(session).emulator
+        with emulator.lock:  # a serial poll: no command is sent, so nothing enters the log
+            return emulator.status_byte(), constants.StatusCode.success
 
     def get_attribute(self, session: Any, attribute: Any) -> tuple[Any, constants.StatusCode]:
         sess = self.sessions.get(session)

@@ -82,7 +82,7 @@ class AMI430Emulator(ScpiEmulator):
         # front-panel settings with no physical counterpart in lab.magnet
         self.field_units = 1  # 0 kG, 1 T
         self.ramp_rate_units = 0  # 0 per second, 1 per minute
-        self.voltage_limit = 2.0  # V
+        self.lab.magnet.voltage_limit = 2.0  # V
         self.current_rating = self.lab.magnet.current_limit  # A (older firmware's CURR:RATING)
         self.remote = True
         self._query = False
@@ -158,6 +158,9 @@ class AMI430Emulator(ScpiEmulator):
 
     def _unrecognized(self) -> tuple[int, str]:
         return (-201, "Unrecognized query") if self._query else (-101, "Unrecognized command")
+
+    def query_interrupted(self) -> None:
+        self.report_error(-203, "Query interrupted")  # the AMI error list's code (manual, error codes)
 
     def report_error(self, code: int, text: str) -> None:
         """Manual 4.6: a FIFO of 10 errors; on overflow the last entry becomes -304.
@@ -247,11 +250,12 @@ class AMI430Emulator(ScpiEmulator):
 
     @command("VOLTage:LIMit?")
     def _voltage_limit_q(self, args: list[str], n: tuple[int, ...]) -> str:
-        return _num(self.voltage_limit)
+        return _num(self.lab.magnet.voltage_limit)
 
     @command("CONFigure:VOLTage:LIMit")
     def _voltage_limit(self, args: list[str], n: tuple[int, ...]) -> None:
-        self.voltage_limit = self._in_range(self._float(args), 0.001, self.SUPPLY_VOLTAGE[1])
+        # the supply's ramp is capped at dI/dt = V_lim / L in the magnet model
+        self.lab.magnet.voltage_limit = self._in_range(self._float(args), 0.001, self.SUPPLY_VOLTAGE[1])
 
     @command("INDuctance?")
     def _inductance_q(self, args: list[str], n: tuple[int, ...]) -> str:

@@ -238,6 +238,20 @@ class Emulator:
                 return func, suffixes
         return None
 
+    def respond(self, message: str) -> bytes | None:
+        """Run one message and return the bytes to send back (None: nothing to send).
+
+        What transports call: the reply and its encoding (text or binary block) are taken together
+        under the lab's lock, so a second client cannot change the encoding in between.
+        """
+        with self.lock:
+            reply = self.handle(message)
+            return None if reply is None else self.reply_bytes(reply)
+
+    def query_interrupted(self) -> None:
+        """A new command arrived while a reply was unread (IEEE-488.2: the reply is discarded)."""
+        self.report_error(-410, "Query INTERRUPTED")
+
     def reply_bytes(self, reply: str) -> bytes:
         """The bytes a transport sends for the reply :meth:`handle` just returned.
 
@@ -302,11 +316,15 @@ class Emulator:
     def _sre_q(self, args: list[str], n: tuple[int, ...]) -> str:
         return str(getattr(self, "sre", 0))
 
-    @command("*STB?")
-    def _stb_q(self, args: list[str], n: tuple[int, ...]) -> str:
+    def status_byte(self) -> int:
+        """The IEEE-488.2 status byte (serial poll, ``*STB?``): ESB (bit 5) and error available (bit 2)."""
         esb = 1 << 5 if self.esr else 0
         eav = 1 << 2 if self.errors else 0
-        return str(esb | eav)
+        return esb | eav
+
+    @command("*STB?")
+    def _stb_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        return str(self.status_byte())
 
     @command("*OPC?")
     def _opc_q(self, args: list[str], n: tuple[int, ...]) -> str:

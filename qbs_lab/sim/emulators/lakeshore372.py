@@ -140,6 +140,9 @@ class Lakeshore372Emulator(Emulator):
         """No error queue on the 372: only the ESR bits (CME for -1xx, EXE for -2xx)."""
         self.esr |= 1 << 4 if -299 <= code <= -200 else 1 << 5
 
+    def query_interrupted(self) -> None:
+        self.esr |= 1 << 2  # QYE: query error
+
     # -- the 372's own processes, run whenever it is addressed -------------------------------------
     def handle(self, message: str) -> str | None:
         with self.lock:

@@ -288,7 +288,8 @@ class SR830Emulator(Emulator):
             return str((value >> int_arg(args, 0, 0, 7)) & 1)
         return str(value)
 
-    def _stb(self) -> int:
+    def status_byte(self) -> int:
+        """The SR830's status byte (SCN, IFC, ERR, LIA, ESB, SRQ)."""
         stb = 0 if self.storing else 1  # SCN: no scan in progress
         stb |= 2  # IFC: no command execution in progress
         stb |= 4 if self.errs & self.erre else 0
@@ -296,6 +297,9 @@ class SR830Emulator(Emulator):
         stb |= 32 if self.esr & self.ese else 0
         stb |= 64 if stb & self.sre else 0
         return stb
+
+    def query_interrupted(self) -> None:
+        self.esr |= 1 << 2  # QRY: output queue overflow / interrupted query (the SR830 has no queue)
 
     @command("*IDN?")
     def _idn(self, args: list[str], n: tuple[int, ...]) -> str:
@@ -333,7 +337,7 @@ class SR830Emulator(Emulator):
 
     @command("*STB?")
     def _stb_q(self, args: list[str], n: tuple[int, ...]) -> str:
-        stb = self._stb()
+        stb = self.status_byte()
         return str((stb >> int_arg(args, 0, 0, 7)) & 1) if args else str(stb)
 
     _psc, _psc_q = _int_setting("psc", 1, "*PSC")
