@@ -30,6 +30,7 @@ from typing import Protocol, runtime_checkable
 __all__ = [
     "DRIVER_MODULES",
     "Clock",
+    "ClockInUseError",
     "RealClock",
     "VirtualClock",
     "patch_driver_time",
@@ -47,6 +48,10 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on this clock."""
         ...
+
+
+class ClockInUseError(RuntimeError):
+    """The drivers' time already follows a different virtual clock (see :func:`patch_driver_time`)."""
 
 
 class RealClock:
@@ -105,7 +110,7 @@ class VirtualClock:
 
 
 class _ClockTime(types.ModuleType):
-    """A stand-in for the ``time`` module whose clock functions follow the newest patched clock."""
+    """A stand-in for the ``time`` module whose clock functions follow the patched clock."""
 
     def __init__(self) -> None:
         super().__init__("time")
@@ -137,7 +142,7 @@ class _ClockTime(types.ModuleType):
 
 
 _SHIM = _ClockTime()
-_CLOCKS: list[Clock] = []  # patched clocks, oldest first; the newest one drives the drivers
+_CLOCKS: list[Clock] = []  # one entry per open patch block, all the same clock
 _PATCH_LOCK = threading.Lock()
 _SAVED: list[tuple[types.ModuleType, str, object]] = []
 
@@ -185,10 +190,15 @@ def patch_driver_time(clock: Clock, modules: tuple[str, ...] = DRIVER_MODULES) -
 
     Both styles are handled: ``import time`` (the module attribute is swapped for a shim) and
     ``from time import sleep, time`` (each such name is swapped for the shim's function). Modules that
-    are not installed are skipped. Blocks may overlap (several simulated labs open at once): the drivers
-    then follow the newest clock still patched, and real time comes back when the last block ends.
+    are not installed are skipped. Blocks may nest with the same clock; a different clock while one is
+    patched raises :class:`ClockInUseError`, because the drivers' modules are shared by the whole
+    process and their sleeps can follow only one clock. Real time comes back when the last block ends.
     """
     with _PATCH_LOCK:
+        if _CLOCKS and _CLOCKS[-1] is not clock:
+            raise ClockInUseError(
+                "the instrument drivers already follow another virtual clock in this process"
+            )
         _install(modules)
         _CLOCKS.append(clock)
     try:

@@ -83,3 +83,15 @@ def test_broken_station_files_end_in_one_clear_message(
     assert len(lines) == 1, proc.stderr
     assert str(path) in lines[0] or "sim:" in lines[0]
     assert expected in lines[0]
+
+
+def test_a_second_lab_with_its_own_virtual_clock_is_refused_clearly() -> None:
+    from qbs_lab.sim import SimLab, SimLabError
+
+    with SimLab.from_station(STATION) as first:
+        with pytest.raises(SimLabError, match="another simulated lab"):
+            SimLab.from_station(STATION)
+        with SimLab.from_station(STATION, clock=first.clock, seed=2) as second:  # sharing is fine
+            assert second.clock is first.clock
+    with SimLab.from_station(STATION):  # and after closing, a new one opens
+        pass

@@ -47,14 +47,20 @@ def test_names_imported_from_time_are_patched_too() -> None:
     assert pm_ami.sleep is time.sleep and pb.time is time
 
 
-def test_overlapping_patches_follow_the_newest_clock_and_restore_real_time() -> None:
+def test_one_virtual_clock_at_a_time_and_real_time_restored() -> None:
+    import pytest
     import qcodes.parameters.parameter_base as pb
 
-    older, newer = VirtualClock(), VirtualClock()
-    first = patch_driver_time(older)
-    first.__enter__()
-    with patch_driver_time(newer):
+    from qbs_lab.clock import ClockInUseError
+
+    clock, other = VirtualClock(), VirtualClock()
+    outer = patch_driver_time(clock)
+    outer.__enter__()
+    with patch_driver_time(clock):  # the same clock may nest (e.g. two labs sharing one clock)
         pb.time.sleep(10.0)
-    first.__exit__(None, None, None)  # closed after the newer one: nothing leaks
-    assert (older.now(), newer.now()) == (0.0, 10.0)
+    assert pb.time is not time  # still patched: the outer block is open
+    with pytest.raises(ClockInUseError), patch_driver_time(other):
+        pass
+    outer.__exit__(None, None, None)
+    assert (clock.now(), other.now()) == (10.0, 0.0)
     assert pb.time is time

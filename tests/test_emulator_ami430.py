@@ -2,7 +2,7 @@
 
 Unit tests talk to the emulator through ``handle()``; the driver tests run the unmodified QCoDeS and
 PyMeasure drivers through the in-process VISA backend (a one-instrument lab registered here) and
-through the TCP server; the last tests use the full ``SimLab`` and skip while it does not exist.
+through the TCP server; the last tests use the full ``SimLab``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import pyvisa_sim_queries
+from conftest import STATION, pyvisa_sim_queries
 
 from qbs_lab.clock import VirtualClock, patch_driver_time
 from qbs_lab.sim.emulators.ami430 import AMI430Emulator
@@ -463,18 +463,19 @@ def test_pymeasure_driver(mini_lab) -> None:
 
 
 def test_simlab_station_magnet() -> None:
-    sim = pytest.importorskip("qbs_lab.sim.lab", reason="SimLab not written yet")
     from qcodes.instrument_drivers.american_magnetics import AMIModel430
 
-    lab = sim.SimLab.from_station("station.yaml", seed=0)
-    drv = AMIModel430("magnet_sim", lab.address("magnet"), visalib=lab.visalib)
-    try:
-        drv.snapshot(update=True)
-        drv.ramp_rate(0.002)
-        drv.set_field(0.01, block=False)
-        assert drv.ramping_state() == "ramping"
-    finally:
-        drv.close()
-    log = lab.command_log("magnet")
+    from qbs_lab.sim import SimLab
+
+    with SimLab.from_station(STATION, seed=0) as lab:
+        drv = AMIModel430("magnet_sim", lab.address("magnet"), visalib=lab.visalib)
+        try:
+            drv.snapshot(update=True)
+            drv.ramp_rate(0.002)
+            drv.set_field(0.01, block=False)
+            assert drv.ramping_state() == "ramping"
+        finally:
+            drv.close()
+        log = lab.command_log("magnet")
     assert any(c.command.startswith("CONF:FIELD:TARG") for c in log)
     assert all(c.error is None for c in log)

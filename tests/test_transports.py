@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import pyvisa
-from conftest import Connection
+from conftest import STATION, Connection
 from qcodes.instrument_drivers.stanford_research import SR830
 
 from qbs_lab.sim import SimLab
@@ -46,3 +49,21 @@ def test_qcodes_sr830_reads_its_binary_buffer(conn: Connection) -> None:
     noise = conn.lab.state.lockin.noise_rms()
     assert np.mean(data) == pytest.approx(x_now, abs=5 * noise)
     assert np.std(data) < 5 * noise
+
+
+def test_closing_the_lab_cuts_open_tcp_connections() -> None:
+    before = threading.active_count()
+    lab = SimLab.from_station(STATION)
+    rm = pyvisa.ResourceManager("@py")
+    fridge = rm.open_resource(lab.serve_tcp()["fridge"], read_termination="\r\n", timeout=500)
+    lockin = rm.open_resource(lab.tcp_address("lockin", "hislip"), timeout=500)
+    assert "372" in fridge.query("*IDN?") and "SR830" in lockin.query("*IDN?")
+    lab.close()
+    with pytest.raises((pyvisa.errors.VisaIOError, OSError)):
+        fridge.query("KRDG? 6")  # nobody answers for a closed lab
+    fridge.close()
+    lockin.close()
+    deadline = time.monotonic() + 2.0
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() <= before  # no server or handler thread outlives the lab

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from qbs_lab.clock import Clock, VirtualClock, patch_driver_time
+from qbs_lab.clock import Clock, ClockInUseError, VirtualClock, patch_driver_time
 from qbs_lab.sim.cryostat import CryostatParams
 from qbs_lab.sim.emulators import EMULATORS, emulator_for_driver
 from qbs_lab.sim.emulators.base import Emulator, LoggedCommand
@@ -125,7 +125,15 @@ class SimLab:
         self._tcp: InstrumentServer | None = None
         self._patch = contextlib.ExitStack()
         if getattr(self.clock, "virtual", False):
-            self._patch.enter_context(patch_driver_time(self.clock))
+            try:
+                self._patch.enter_context(patch_driver_time(self.clock))
+            except ClockInUseError:
+                unregister_lab(self._id)
+                raise SimLabError(
+                    "another simulated lab with its own virtual clock is open in this process; the "
+                    "drivers' sleeps can follow only one clock: close it first, or share its clock "
+                    "(SimLab.from_station(..., clock=other_lab.clock))"
+                ) from None
 
     @classmethod
     def from_station(

@@ -5,9 +5,12 @@ The simulated lab is never reachable from the network: every server binds the lo
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import socketserver
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from qbs_lab.sim.emulators.base import Emulator
 
@@ -29,8 +32,20 @@ class LoopbackServer(socketserver.ThreadingTCPServer):
         self.emulator = emulator
         self.io_tick = io_tick
         self.stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(("127.0.0.1", port), self.handler)
         self._thread: threading.Thread | None = None
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
 
     @property
     def port(self) -> int:
@@ -47,7 +62,14 @@ class LoopbackServer(socketserver.ThreadingTCPServer):
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop listening and cut every open connection (their handler threads then end)."""
         self.stopping.set()
         if self._thread is not None:
             self.shutdown()
         self.server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
