@@ -24,6 +24,20 @@ from qbs_lab.sim.sample import SCENARIOS
 __all__ = ["main"]
 
 
+def _seed(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text) if text.isdigit() else -1
+    if not 1024 <= value <= 65000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port from 1024 to 65000")
+    return value
+
+
 def _add_lab_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--station", default="station.yaml", help="station file (default: %(default)s)")
     p.add_argument(
@@ -31,7 +45,9 @@ def _add_lab_options(p: argparse.ArgumentParser) -> None:
         choices=sorted(SCENARIOS),
         help="sample scenario (default: the station's sim.scenario)",
     )
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=_seed, default=0, help="noise seed, a whole number >= 0 (default: %(default)s)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_lab_options(serve)
     serve.add_argument(
         "--port-base",
-        type=int,
+        type=_port,
         default=0,
         help="first TCP port (instruments take consecutive ports); default: free ports from the OS",
     )

@@ -12,6 +12,7 @@ import pyvisa
 ROOT = Path(__file__).resolve().parent.parent
 STATION = ROOT / "station.yaml"
 CLI = [sys.executable, "-m", "qbs_lab.cli"]
+STATION_TEXT = STATION.read_text()
 
 
 def test_sim_serve_prints_addresses_that_answer() -> None:
@@ -68,6 +69,15 @@ def test_sim_serve_prints_addresses_that_answer() -> None:
             "sim:\n  sample: {nonsense: 1}\n",
             "sim:",
         ),
+        ("- a\n- b\n", "the top level must be a mapping"),
+        ("instruments: {lockin: GPIB0::8::INSTR}\n", "instruments.lockin must be a mapping"),
+        (STATION_TEXT + "sim: clean\n", "sim: must be a mapping"),
+        (STATION_TEXT + "roles: [a]\n", "roles: must be a mapping"),
+        (STATION_TEXT.replace("mixing_chamber: 6", "mixing_chamber: MC"), "roles.thermometry.mixing_chamber"),
+        (STATION_TEXT.replace("sample: 8", "sample: 6"), "the mixing chamber's too"),
+        (STATION_TEXT.replace("excitation: 0.01", "excitation: 10 mV"), "measurement.excitation must be"),
+        (STATION_TEXT.replace("bias_resistor: 10.0e6", "bias_resistor: 0"), "measurement.bias_resistor"),
+        (STATION_TEXT.replace("scenario: clean", "scenario: dirty"), "sim.scenario 'dirty'"),
     ],
 )
 def test_broken_station_files_end_in_one_clear_message(
@@ -81,8 +91,17 @@ def test_broken_station_files_end_in_one_clear_message(
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert str(path) in lines[0] or "sim:" in lines[0]
+    assert str(path) in lines[0]
     assert expected in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["demo", "--seed", "-1"], "--seed"), (["sim", "serve", "--port-base", "70000"], "--port-base")],
+)
+def test_bad_options_end_in_a_usage_message(args: list[str], expected: str) -> None:
+    proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and expected in proc.stderr
 
 
 def test_a_second_lab_with_its_own_virtual_clock_is_refused_clearly() -> None:

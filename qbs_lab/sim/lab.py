@@ -30,10 +30,10 @@ import yaml
 
 from qbs_lab.clock import Clock, ClockInUseError, VirtualClock, patch_driver_time
 from qbs_lab.sim.cryostat import CryostatParams
-from qbs_lab.sim.emulators import EMULATORS, emulator_for_driver
+from qbs_lab.sim.emulators import emulator_for_driver
 from qbs_lab.sim.emulators.base import Emulator, LoggedCommand
 from qbs_lab.sim.lab_state import LabState
-from qbs_lab.sim.sample import scenario_params
+from qbs_lab.sim.sample import SCENARIOS, scenario_params
 from qbs_lab.sim.tcp_server import InstrumentServer
 from qbs_lab.sim.visa_backend import canonical, register_lab, unregister_lab
 
@@ -82,11 +82,18 @@ class SimLab:
         self.scenario = scenario
         measurement = measurement or {}
         thermo = thermometry or {}
+        if seed < 0:
+            raise SimLabError(f"the seed must be a whole number >= 0, not {seed}")
+        mc = _number(thermo, "mixing_chamber", 6, source, "roles.thermometry.", integer=True, lo=1, hi=16)
+        sample = _number(thermo, "sample", 8, source, "roles.thermometry.", integer=True, lo=1, hi=16)
+        if mc == sample:
+            raise SimLabError(
+                f"{source}: roles.thermometry.sample is channel {sample}, the mixing chamber's too"
+            )
+        bias = _number(measurement, "bias_resistor", 10e6, source, "measurement.", lo=1.0)
         channels: dict[int, str | float] = dict(CryostatParams().channels)
-        mc = int(thermo.get("mixing_chamber", 6))
-        sample = int(thermo.get("sample", 8))
         channels = {k: v for k, v in channels.items() if v not in ("mc", "sample")}
-        channels[mc], channels[sample] = "mc", "sample"
+        channels[int(mc)], channels[int(sample)] = "mc", "sample"
         try:
             params = scenario_params(scenario, **(sample_overrides or {}))
         except (KeyError, TypeError) as err:
@@ -95,20 +102,24 @@ class SimLab:
             self.clock,
             params,
             CryostatParams(channels=channels),
-            bias_resistor=float(measurement.get("bias_resistor", 10e6)),
+            bias_resistor=bias,
             scenario=scenario,
         )
-        self.state.fridge.control_channel = mc
+        self.state.fridge.control_channel = int(mc)
         if "excitation" in measurement:
-            self.state.lockin.amplitude = float(measurement["excitation"])
+            self.state.lockin.amplitude = _number(
+                measurement, "excitation", 0.01, source, "measurement.", lo=0.004, hi=5.0
+            )
         self._emulators: dict[str, Emulator] = {}
         self._addresses: dict[str, str] = {}
         for name, spec in instruments.items():
-            driver = str((spec or {}).get("type", ""))
+            if not isinstance(spec, dict):
+                raise SimLabError(f"{source}: instruments.{name} must be a mapping with type: and address:")
+            driver = str(spec.get("type", ""))
             cls = emulator_for_driver(driver)
             if cls is None:
                 continue
-            address = (spec or {}).get("address")
+            address = spec.get("address")
             if not address:
                 raise SimLabError(f"{source}: instruments.{name}.address is missing")
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
@@ -155,20 +166,24 @@ class SimLab:
             where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
             problem = getattr(err, "problem", None) or str(err).splitlines()[0]
             raise SimLabError(f"{path}:{where} not valid YAML ({problem})") from None
+        if not isinstance(doc, dict):
+            raise SimLabError(f"{path}: the top level must be a mapping of sections (instruments:, ...)")
         instruments = doc.get("instruments")
         if not isinstance(instruments, dict) or not instruments:
             raise SimLabError(f"{path}: instruments: is missing or empty")
-        sim = doc.get("sim") or {}
-        roles = doc.get("roles") or {}
-        thermometry = roles.get("thermometry") if isinstance(roles.get("thermometry"), dict) else {}
+        sim = _section(doc, "sim", path)
+        roles = _section(doc, "roles", path)
+        scenario = scenario or sim.get("scenario", "clean")
+        if scenario not in SCENARIOS:
+            raise SimLabError(f"{path}: sim.scenario {scenario!r} is not one of {', '.join(SCENARIOS)}")
         return cls(
             instruments,
             seed=seed,
-            scenario=scenario or sim.get("scenario", "clean"),
+            scenario=scenario,
             clock=clock,
-            thermometry=thermometry,
-            measurement=doc.get("measurement") or {},
-            sample_overrides=sim.get("sample") or {},
+            thermometry=_section(roles, "thermometry", path, "roles."),
+            measurement=_section(doc, "measurement", path),
+            sample_overrides=_section(sim, "sample", path, "sim."),
             source=str(path),
         )
 
@@ -264,4 +279,39 @@ class SimLab:
         )
 
 
-__all__ += ["EMULATORS"]
+def _section(doc: dict[str, Any], key: str, path: Path, prefix: str = "") -> dict[str, Any]:
+    """``doc[key]`` as a mapping ({} when absent), or a clear error naming the file and key."""
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SimLabError(f"{path}: {prefix}{key}: must be a mapping of keys, not {value!r}")
+    return value
+
+
+def _number(
+    section: dict[str, Any],
+    key: str,
+    default: float,
+    source: str,
+    prefix: str,
+    *,
+    integer: bool = False,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> float:
+    """A numeric setting, checked: a clear error names the file, the key and what is allowed."""
+    value = section.get(key, default)
+    if isinstance(value, str):  # PyYAML reads 10.0e6 (no exponent sign) as text: take it as meant
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    kind = "a whole number" if integer else "a number"
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if not ok:
+        raise SimLabError(f"{source}: {prefix}{key} must be {kind}, not {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        span = f"from {lo:g} to {hi:g}" if lo is not None and hi is not None else f">= {lo:g}"
+        raise SimLabError(f"{source}: {prefix}{key} = {value!r} is outside the allowed range ({span})")
+    return float(value)
