@@ -54,17 +54,18 @@ def test_qcodes_driver_connects_and_snapshots_cleanly(
 def test_ami430_ramps_at_the_set_rate_on_the_lab_clock_and_ends_holding(conn: Connection) -> None:
     magnet = AMIModel430("magnet", conn.address("magnet"), visalib=conn.visalib, current_ramp_limit=0.06)
     magnet.ramping_state_check_interval(0.5)
-    magnet.ramp_rate(0.001)  # T/s
+    magnet.ramp_rate(0.0025)  # T/s; the supply's own default is 0.001 T/s
     clock = conn.lab.clock
     t0 = clock.now()
     magnet.set_field(0.02)  # blocks, polling STATE? with sleeps on the virtual clock
     elapsed = clock.now() - t0
     assert magnet.ramping_state() == "holding"
     assert magnet.field() == pytest.approx(0.02, abs=1e-9)
-    assert 20.0 <= elapsed < 21.5  # 20 mT at 1 mT/s, plus one poll interval and I/O
+    assert 8.0 <= elapsed < 8.7  # 20 mT at 2.5 mT/s, plus at most one poll interval and I/O
     # the rate was set on the instrument itself, not only paced from Python
     rate_cmds = [c for c in conn.lab.command_log("magnet") if c.header.upper() == "CONF:RAMP:RATE:FIELD"]
-    assert rate_cmds and float(rate_cmds[-1].args[1]) == pytest.approx(0.001)
+    assert rate_cmds and float(rate_cmds[-1].args[1]) == pytest.approx(0.0025)
+    assert conn.lab.state.magnet.segments[0][0] == pytest.approx(0.0025)
 
 
 def test_lakeshore_setpoint_brings_the_mixing_chamber_there(conn: Connection) -> None:
@@ -72,12 +73,13 @@ def test_lakeshore_setpoint_brings_the_mixing_chamber_there(conn: Connection) ->
     heater = fridge.sample_heater
     heater.mode("closed_loop")
     heater.input_channel(6)
-    heater.P(10)
-    heater.I(20)
+    heater.P(25)  # not the controller's defaults, so a dropped PID command shows
+    heater.I(35)
     heater.D(0)
     heater.output_range("316μA")
     heater.setpoint(0.1)
     assert heater.setpoint() == pytest.approx(0.1)  # a query: over TCP the writes have landed
+    assert conn.lab.state.fridge.pid == pytest.approx((25, 35, 0))
     conn.lab.clock.sleep(900)
     readings = []
     for _ in range(10):
@@ -121,7 +123,10 @@ def test_pymeasure_drivers_read_and_set(conn: Connection) -> None:
     magnet.target_field = 0.01
     magnet.ramp()
     assert magnet.magnet_status == "RAMPING"  # a query: the RAMP has reached the supply
-    lab.clock.sleep(10)
+    lab.clock.sleep(3)
+    assert magnet.field == pytest.approx(0.006, abs=2e-5)  # 3 s at 2 mT/s (the default is 1 mT/s)
+    assert magnet.magnet_status == "RAMPING"
+    lab.clock.sleep(3)
     assert magnet.field == pytest.approx(0.01, abs=1e-6)
     assert magnet.magnet_status == "HOLDING"  # text of STATE? 2, as PyMeasure maps it
     for drv in (lockin, gate, magnet):

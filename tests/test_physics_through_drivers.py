@@ -137,8 +137,39 @@ def test_a_lockin_reading_right_after_a_step_lags_by_its_filter(rig: Rig) -> Non
     rig.settle()
     x_late, _ = rig.lockin.snap("x", "y")
     assert before > 0
-    assert (x_now - x0) / x0 < 0.02  # a 24 dB/oct filter has hardly moved after a few ms
+    assert abs(x_now / x0 - 1) < 0.02  # a 24 dB/oct filter has hardly moved after a few ms
     assert 1.8 < x_late / x0 < 2.2  # after 15 time constants it has followed
+
+
+def test_a_reading_three_time_constants_after_a_step_follows_the_filter_response(rig: Rig) -> None:
+    rig.magnet.set_field(1.5 * rig.lab.truth["B_c"])
+    rig.settle()
+    x0, _ = rig.lockin.snap("x", "y")
+    tau = rig.lockin.time_constant()
+    rig.lockin.amplitude(0.02)
+    rig.lab.clock.sleep(3 * tau)
+    x3, _ = rig.lockin.snap("x", "y")
+    rig.settle()
+    x_end, _ = rig.lockin.snap("x", "y")
+    # 4 RC stages after t = 3 tau: 1 - exp(-3) * (1 + 3 + 9/2 + 27/6) = 0.3528
+    expected = x0 + 0.3528 * (x_end - x0)
+    assert x3 == pytest.approx(expected, rel=0.03)
+
+
+@pytest.mark.parametrize(("slope", "enbw_tau"), [(6, 1 / 4), (12, 1 / 8), (18, 3 / 32), (24, 5 / 64)])
+def test_lockin_noise_follows_the_equivalent_noise_bandwidth(rig: Rig, slope: int, enbw_tau: float) -> None:
+    # deep in the superconducting state (B = 0, base temperature): R ~ 0, only the input noise remains
+    rig.lockin.time_constant(0.1)
+    rig.lockin.filter_slope(slope)
+    rig.lockin.sensitivity(2e-6)
+    samples = []
+    for _ in range(300):
+        rig.lab.clock.sleep(1.5)
+        samples.extend(rig.lockin.snap("x", "y"))
+    e_n = 6e-9  # V/sqrt(Hz), the simulated lock-in's input noise
+    expected = e_n * np.sqrt(enbw_tau / 0.1)
+    assert np.std(samples) == pytest.approx(expected, rel=0.08)
+    assert abs(np.mean(samples)) < 4 * expected / np.sqrt(len(samples))
 
 
 def _R_low_T(rig: Rig, *, amplitude: float, rf_dbm: float | None) -> float:

@@ -29,3 +29,16 @@ def test_message_splitting_respects_quotes() -> None:
     assert split_header("OUTP? 1") == ("OUTP?", "1")
     assert split_header("RDGK?6") == ("RDGK?", "6")
     assert parse_arguments(' 1, "a,b" ,3') == ["1", "a,b", "3"]
+
+
+def test_chained_commands_continue_the_previous_path_first() -> None:
+    import numpy as np
+
+    from qbs_lab.clock import VirtualClock
+    from qbs_lab.sim.emulators.keithley2450 import Keithley2450Emulator
+    from qbs_lab.sim.lab_state import LabState
+
+    emu = Keithley2450Emulator("gate", LabState.create(clock=VirtualClock()), np.random.default_rng(0))
+    emu.handle(":SENS:FUNC 'CURR'")
+    assert emu.handle(":SOUR:FUNC VOLT;FUNC?") == "VOLT"  # SOUR:FUNC?, not the root SENS:FUNC?
+    assert emu.handle(":SOUR:FUNC VOLT;:FUNC?") == '"CURR:DC"'  # a leading colon: from the root

@@ -24,7 +24,11 @@ The model (SI units; every number is a field of :class:`SampleParams`)
 - ``bc_drift``: B_c(V_g, T) = B_c(V_g) * (1 + bc_drift * T / 1 K): the crossing wanders with T.
 - Electron temperature T_e^4 = T^4 + (I^2 R + P_rf + P_env)/(Sigma*A): the excitation current I and the
   RF power reaching the sample, P_rf = kappa * 10^((P_dBm - 30)/10), heat the electrons; P_env is a
-  hidden environmental power (0 in a well-filtered fridge).
+  hidden environmental power (0 in a well-filtered fridge). The default Sigma*A = 1e-8 W/K^4 is far above
+  the 1e-12..1e-11 W/K^4 of electron-phonon coupling alone (shared/PHYSICS.md): it stands for the
+  array's total cooling, the leads' electronic conduction included. With the bare e-ph value, 1 nA
+  through 6 kOhm would hold the electrons near 150 mK and no isotherm below that could be taken; with
+  this one, 1 nA heats them by ~2 % at 50 mK and 10 nA clearly (to ~90 mK), as the excitation check needs.
 
 Examples
 --------

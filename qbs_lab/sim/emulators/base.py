@@ -215,9 +215,13 @@ class Emulator:
 
     def _run(self, part: str, previous_path: str) -> tuple[str | None, str | None, str]:
         header, argtext = split_header(part)
-        found = self._find(header)
-        if found is None and previous_path and not header.startswith((":", "*")):
-            header = previous_path + ":" + header
+        found = None
+        if previous_path and not header.startswith((":", "*")):
+            # SCPI: a chained header without a leading colon continues the previous command's path
+            found = self._find(previous_path + ":" + header)
+            if found is not None:
+                header = previous_path + ":" + header
+        if found is None:  # lenient: an instrument also finds a root command written without ':'
             found = self._find(header)
         if found is None:
             self.report_error(-113, "Undefined header")
