@@ -55,7 +55,11 @@ def main() -> None:
         rm_py = pyvisa.ResourceManager("@py")
         res = rm_py.open_resource(addresses["fridge"], read_termination="\r\n", write_termination="\r\n")
         for q in QUERIES:
-            print(_row("qbs_lab TCP 127.0.0.1 (pyvisa-py)", q, _time_queries(res, q, n)), flush=True)
+            print(_row("qbs_lab TCP socket (pyvisa-py)", q, _time_queries(res, q, n)), flush=True)
+        res.close()
+        res = rm_py.open_resource(lab.tcp_address("fridge", "hislip"), read_termination="\r\n")
+        for q in QUERIES:
+            print(_row("qbs_lab HiSLIP (pyvisa-py)", q, _time_queries(res, q, n)), flush=True)
         res.close()
     try:
         import pyvisa_sim  # noqa: F401
