@@ -15,16 +15,9 @@ import math
 
 import numpy as np
 
+from qbs_lab.filters import ENBW_FACTOR, settle_fraction, stages
+
 __all__ = ["ENBW_FACTOR", "Lockin", "settle_fraction"]
-
-#: ENBW * tau for 1..4 RC stages
-ENBW_FACTOR = {1: 1 / 4, 2: 1 / 8, 3: 3 / 32, 4: 5 / 64}
-
-
-def settle_fraction(t: float, tau: float, stages: int) -> float:
-    """Fraction of a step an ``stages``-stage RC filter has reached after ``t`` seconds."""
-    x = t / tau
-    return 1.0 - math.exp(-x) * sum(x**k / math.factorial(k) for k in range(stages))
 
 
 class Lockin:
@@ -49,7 +42,7 @@ class Lockin:
 
     @property
     def stages(self) -> int:
-        return {6: 1, 12: 2, 18: 3, 24: 4}[self.slope]
+        return stages(self.slope)
 
     def memory(self) -> float:
         """Seconds after which the filter has forgotten its past (to < 1e-9)."""

@@ -1,0 +1,239 @@
+"""The roles procedures talk to, with the station's safety rules applied on every set.
+
+A role wraps an adapter (:mod:`qbs_lab.drivers.protocols`) and a limits record from the station file.
+Every target is checked against the limits *before* anything is sent (:class:`LimitError`); ramps are
+made here, in steps no larger than ``max_step`` at no more than ``max_rate``, timed on the station's
+clock, so they are the same whatever the driver. Units: V, A, T, T/s, K, dBm, s.
+
+>>> gate.ramp_to(5.0)          # doctest: +SKIP   steps of <= max_step V at <= max_rate V/s
+>>> magnet.ramp_to(0.02)       # doctest: +SKIP   rate set on the supply, waits for HOLDING
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from qbs_lab.drivers.errors import LeakageError, LimitError, QuenchError, SafetyError
+from qbs_lab.drivers.protocols import (
+    GateSourceAdapter,
+    MagnetAdapter,
+    MagnetStatus,
+    RfSourceAdapter,
+    ThermometryAdapter,
+)
+
+from qbs_lab.clock import Clock
+
+__all__ = [
+    "GateLimits",
+    "GateRole",
+    "MagnetLimits",
+    "MagnetRole",
+    "RfLimits",
+    "RfRole",
+    "ThermometryLimits",
+    "ThermometryRole",
+]
+
+
+@dataclass(frozen=True)
+class GateLimits:
+    """Gate safety [V, V, V, V/s, A, V]: range, largest step, highest rate, leakage limit, safe value."""
+
+    min: float
+    max: float
+    max_step: float
+    max_rate: float
+    leakage_limit: float
+    safe_value: float = 0.0
+    current_limit: float = 1e-7  # A, the source's compliance, set when the role starts
+
+    def check(self, volts: float) -> None:
+        if not (math.isfinite(volts) and self.min <= volts <= self.max):
+            raise LimitError(f"gate voltage {volts!r} V is outside the limits [{self.min}, {self.max}] V")
+
+
+class GateRole:
+    """The gate: ramps in limited steps at a limited rate, watching the leakage at every step."""
+
+    def __init__(self, adapter: GateSourceAdapter, limits: GateLimits, clock: Clock) -> None:
+        limits.check(limits.safe_value)
+        self.adapter, self.limits, self.clock = adapter, limits, clock
+        adapter.set_current_limit(limits.current_limit)
+        self._last_step_time: float | None = None
+
+    def voltage(self) -> float:
+        return self.adapter.voltage()
+
+    def leakage(self) -> float:
+        return self.adapter.leakage_current()
+
+    def ramp_to(self, target: float) -> None:
+        """Ramp to ``target`` [V] in steps of at most ``max_step``, at most ``max_rate`` V/s.
+
+        Raises :class:`LimitError` (nothing sent) for a target outside the limits, and
+        :class:`LeakageError` when the leakage exceeds its limit: the gate is then ramped back to the
+        safe value first.
+        """
+        self.limits.check(target)
+        if not self.adapter.output():
+            self.adapter.set_voltage(self.limits.safe_value)
+            self.adapter.set_output(True)
+        self._ramp(target, check_leakage=True)
+
+    def to_safe_value(self) -> None:
+        """Ramp back to the safe value (at the same step and rate limits), leakage unchecked."""
+        self._ramp(self.limits.safe_value, check_leakage=False)
+
+    def _ramp(self, target: float, check_leakage: bool) -> None:
+        lim = self.limits
+        start = self.adapter.voltage()
+        n = max(1, math.ceil(abs(target - start) / lim.max_step - 1e-9))
+        dwell = abs(target - start) / n / lim.max_rate
+        for k in range(1, n + 1):
+            v = target if k == n else start + (target - start) * k / n
+            lim.check(v)
+            self.clock.sleep(dwell)  # the step may not come sooner than the rate allows
+            self.adapter.set_voltage(v)
+            if check_leakage:
+                current = self.adapter.leakage_current()
+                if abs(current) > lim.leakage_limit:
+                    self._ramp(lim.safe_value, check_leakage=False)
+                    raise LeakageError(
+                        f"gate leakage {current:.3g} A above the limit {lim.leakage_limit:.3g} A at"
+                        f" {v:.4g} V: ramp stopped, gate back at {lim.safe_value} V",
+                        voltage=v,
+                        current=current,
+                        limit=lim.leakage_limit,
+                    )
+
+
+@dataclass(frozen=True)
+class MagnetLimits:
+    """Magnet safety: largest |field| [T] and highest ramp rate [T/s]; ``poll`` [s] between state reads."""
+
+    max_field: float
+    max_rate: float
+    poll: float = 0.5
+
+    def check(self, field: float, rate: float) -> None:
+        if not (math.isfinite(field) and abs(field) <= self.max_field):
+            raise LimitError(f"field {field!r} T is outside the limit |B| <= {self.max_field} T")
+        if not (math.isfinite(rate) and 0 < rate <= self.max_rate):
+            raise LimitError(f"ramp rate {rate!r} T/s is outside (0, {self.max_rate}] T/s")
+
+
+class MagnetRole:
+    """The magnet: the rate goes to the supply itself, then the role waits on the clock for HOLDING."""
+
+    def __init__(self, adapter: MagnetAdapter, limits: MagnetLimits, clock: Clock) -> None:
+        self.adapter, self.limits, self.clock = adapter, limits, clock
+
+    def field(self) -> float:
+        return self.adapter.field()
+
+    def status(self) -> MagnetStatus:
+        return self.adapter.status()
+
+    def ramp_to(self, target: float, rate: float | None = None) -> None:
+        """Ramp to ``target`` [T] at ``rate`` [T/s] (default: the limit) and wait until it holds.
+
+        Raises :class:`LimitError` before anything is sent, :class:`QuenchError` on a quench.
+        """
+        rate = self.limits.max_rate if rate is None else rate
+        self.limits.check(target, rate)
+        self._raise_if_quenched()
+        if abs(self.adapter.ramp_rate() - rate) > 1e-9 * max(rate, 1e-12):
+            self.adapter.set_ramp_rate(rate)
+        self.adapter.start_ramp(target)
+        while True:
+            status = self._raise_if_quenched()
+            if status in (MagnetStatus.HOLDING, MagnetStatus.AT_ZERO):
+                return
+            if status not in (MagnetStatus.RAMPING, MagnetStatus.SWITCH):
+                raise SafetyError(f"magnet stopped ramping to {target} T: supply is {status.value}")
+            self.clock.sleep(self.limits.poll)
+
+    def _raise_if_quenched(self) -> MagnetStatus:
+        status = self.adapter.status()
+        if status is MagnetStatus.QUENCH:
+            raise QuenchError("the magnet quenched: field lost, supply latched in QUENCH")
+        return status
+
+
+@dataclass(frozen=True)
+class ThermometryLimits:
+    """Thermometry safety: highest setpoint [K] and largest heater range [A]."""
+
+    max_temperature: float
+    max_heater_range: float
+
+
+class ThermometryRole:
+    """Mixing-chamber and sample thermometers, and the heater's setpoint and range, capped."""
+
+    def __init__(
+        self,
+        adapter: ThermometryAdapter,
+        limits: ThermometryLimits,
+        mixing_chamber: int,
+        sample: int,
+        pid: tuple[float, float, float] | None = None,
+    ) -> None:
+        self.adapter, self.limits = adapter, limits
+        self.mixing_chamber, self.sample, self.pid = mixing_chamber, sample, pid
+
+    def temperature_mc(self) -> float:
+        return self.adapter.temperature(self.mixing_chamber)
+
+    def temperature_sample(self) -> float:
+        return self.adapter.temperature(self.sample)
+
+    def set_setpoint(self, kelvin: float) -> None:
+        """Regulate the mixing chamber at ``kelvin`` [K] with the controller's PID."""
+        if not (math.isfinite(kelvin) and 0 <= kelvin <= self.limits.max_temperature):
+            raise LimitError(
+                f"temperature setpoint {kelvin!r} K is above the limit {self.limits.max_temperature} K"
+            )
+        self.adapter.set_setpoint(kelvin)
+        self.adapter.set_closed_loop(self.mixing_chamber, self.pid)
+
+    def set_heater_range(self, amps: float) -> None:
+        """Heater full-scale current [A]: one of the adapter's ranges, at most the cap."""
+        if amps > self.limits.max_heater_range * (1 + 1e-9):
+            raise LimitError(f"heater range {amps:g} A is above the cap {self.limits.max_heater_range:g} A")
+        if not any(abs(amps - r) <= 1e-3 * max(amps, 1e-9) for r in self.adapter.heater_ranges):
+            ranges = ", ".join(f"{r:g}" for r in self.adapter.heater_ranges)
+            raise LimitError(f"heater range {amps:g} A is not one of the controller's: {ranges} A")
+        self.adapter.set_heater_range(amps)
+
+    def heater_off(self) -> None:
+        self.adapter.set_heater_range(0.0)
+
+
+@dataclass(frozen=True)
+class RfLimits:
+    """RF safety: highest power [dBm] at the source's output."""
+
+    max_power: float
+
+
+class RfRole:
+    """The RF source, with its power capped."""
+
+    def __init__(self, adapter: RfSourceAdapter, limits: RfLimits) -> None:
+        self.adapter, self.limits = adapter, limits
+
+    def set_power(self, dbm: float) -> None:
+        if not (math.isfinite(dbm) and dbm <= self.limits.max_power):
+            raise LimitError(f"RF power {dbm!r} dBm is above the cap {self.limits.max_power} dBm")
+        self.adapter.set_power(dbm)
+
+    def set_frequency(self, hertz: float) -> None:
+        self.adapter.set_frequency(hertz)
+
+    def set_output(self, on: bool) -> None:
+        if on and self.adapter.power() > self.limits.max_power:
+            self.set_power(self.limits.max_power)  # never switch on above the cap
+        self.adapter.set_output(on)
