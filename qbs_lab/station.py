@@ -23,6 +23,7 @@ Sections (units SI)::
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import math
 from dataclasses import dataclass, field
@@ -221,6 +222,8 @@ class _Validator:
     def __init__(self, path: Path, lines: dict[tuple[str, ...], int]) -> None:
         self.path, self.lines = path, lines
         self.problems: list[str] = []
+        self.misspelt: set[tuple[str, ...]] = set()  # keys reported as misspelt, not again as missing
+        self.bad_drivers: set[str] = set()  # instruments whose driver was already reported
 
     def problem(self, keys: tuple[str, ...], message: str) -> None:
         line = next((self.lines[keys[:n]] for n in range(len(keys), 0, -1) if keys[:n] in self.lines), None)
@@ -241,7 +244,7 @@ class _Validator:
         self, section: dict[str, Any], key: str, keys: tuple[str, ...], required: bool
     ) -> float | None:
         if key not in section:
-            if required:
+            if required and (*keys, key) not in self.misspelt:
                 self.problem((*keys, key), "is missing")
             return None
         value = section[key]
@@ -256,7 +259,12 @@ class _Validator:
     def unknown(self, section: dict[str, Any], allowed: set[str], keys: tuple[str, ...]) -> None:
         for key in section:
             if key not in allowed:
-                self.problem((*keys, str(key)), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+                if close:  # a misspelt key: one problem, not also "missing"
+                    self.misspelt.add((*keys, close[0]))
+                    self.problem((*keys, str(key)), f"unknown key: did you mean {close[0]}?")
+                else:
+                    self.problem((*keys, str(key)), f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
     def validate(self, doc: Any) -> StationConfig | None:
         if not isinstance(doc, dict):
@@ -314,6 +322,7 @@ class _Validator:
                 )
             elif not _importable(driver):
                 self.problem((*keys, "type"), f"no driver class {driver!r} can be imported")
+                self.bad_drivers.add(str(name))
             if not isinstance(spec.get("address"), str):
                 self.problem((*keys, "address"), "is missing (a VISA resource name)")
             out[str(name)] = spec
@@ -350,6 +359,8 @@ class _Validator:
                 known = ", ".join(instruments) or "none"
                 key = (*keys, "instrument") if role == "thermometry" else keys
                 self.problem(key, f"names no instrument of instruments: ({known}), got {name!r}")
+                continue
+            if name in self.bad_drivers:
                 continue
             entry = ADAPTERS.get(str(instruments[name].get("type", "")).rsplit(".", 1)[-1])
             if entry is None or entry[0] != role:
