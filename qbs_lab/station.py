@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from qbs_lab.clock import Clock, RealClock
-from qbs_lab.drivers.adapters import ADAPTERS, adapter_for
+from qbs_lab.drivers.adapters import ADAPTERS, adapter_for, role_of
 from qbs_lab.drivers.resistance import ResistanceMeter
 from qbs_lab.drivers.roles import (
     GateLimits,
@@ -117,7 +117,10 @@ class StationConfig:
         import qcodes
 
         qc_station = qcodes.Station()
-        qc_station.load_config(yaml.safe_dump({"instruments": self.instruments}))
+        qcodes_instruments = {
+            n: spec for n, spec in self.instruments.items() if not spec["type"].startswith("pymeasure.")
+        }
+        qc_station.load_config(yaml.safe_dump({"instruments": qcodes_instruments}))
         drivers: dict[str, Any] = {}
         extra = {"visalib": visalib} if visalib else {}
         try:
@@ -126,7 +129,10 @@ class StationConfig:
                 if name is None or name in drivers:
                     continue
                 try:
-                    drivers[name] = qc_station.load_instrument(name, update_snapshot=False, **extra)
+                    if name in qcodes_instruments:
+                        drivers[name] = qc_station.load_instrument(name, update_snapshot=False, **extra)
+                    else:  # QCoDeS's loader cannot build PyMeasure instruments: same keys, done here
+                        drivers[name] = _pymeasure_instrument(self.instruments[name], visalib)
                 except Exception as err:  # any driver failure to connect ends here, with its reason
                     address = self.instruments[name].get("address")
                     raise StationError(
@@ -362,8 +368,7 @@ class _Validator:
                 continue
             if name in self.bad_drivers:
                 continue
-            entry = ADAPTERS.get(str(instruments[name].get("type", "")).rsplit(".", 1)[-1])
-            if entry is None or entry[0] != role:
+            if role_of(str(instruments[name].get("type", ""))) != role:
                 fits = [d for d, (r, _) in ADAPTERS.items() if r == role]
                 self.problem(
                     keys,
@@ -393,6 +398,17 @@ class _Validator:
             elif not out["min"] <= out.get("safe_value", 0.0) <= out["max"]:
                 self.problem((*keys, "safe_value"), "lies outside [min, max]")
         return out
+
+
+def _pymeasure_instrument(spec: dict[str, Any], visalib: str | None) -> Any:
+    """A PyMeasure instrument from a station entry (``init:`` keys go to its constructor)."""
+    module, _, cls = spec["type"].rpartition(".")
+    kwargs = dict(spec.get("init") or {})
+    if visalib:
+        kwargs["visa_library"] = visalib
+    instrument = getattr(importlib.import_module(module), cls)(spec["address"], **kwargs)
+    instrument.close = instrument.adapter.close  # the roles close drivers as QCoDeS's are closed
+    return instrument
 
 
 def _importable(path: str) -> bool:

@@ -14,16 +14,19 @@ __all__ = ["EMULATORS", "emulator_for_driver"]
 
 #: driver class name -> "module:EmulatorClass"
 EMULATORS: dict[str, str] = {
-    # lock-in
+    # lock-ins
     "SR830": "qbs_lab.sim.emulators.sr830:SR830Emulator",
-    # gate source
+    "SR860": "qbs_lab.sim.emulators.sr860:SR860Emulator",
+    # gate sources
     "Keithley2450": "qbs_lab.sim.emulators.keithley2450:Keithley2450Emulator",
+    "Keithley2400": "qbs_lab.sim.emulators.keithley2400:Keithley2400Emulator",
     # magnet supply
     "AMIModel430": "qbs_lab.sim.emulators.ami430:AMI430Emulator",
     "AMI430": "qbs_lab.sim.emulators.ami430:AMI430Emulator",
     # thermometry and heater
     "LakeshoreModel372": "qbs_lab.sim.emulators.lakeshore372:Lakeshore372Emulator",
     "Model372": "qbs_lab.sim.emulators.lakeshore372:Lakeshore372Emulator",
+    "OxfordTriton": "qbs_lab.sim.emulators.triton:TritonEmulator",
     # RF source
     "RohdeSchwarzSGS100A": "qbs_lab.sim.emulators.sgs100a:SGS100AEmulator",
     "RohdeSchwarz_SGS100A": "qbs_lab.sim.emulators.sgs100a:SGS100AEmulator",
