@@ -158,9 +158,9 @@ class Station:
         def adapter(role: str) -> Any:
             name = config.role_instrument(role)
             _, cls = adapter_for(config.instruments[name]["type"])  # type: ignore[misc]
-            if role == "thermometry":
-                return cls(drivers[name], heater=config.roles["thermometry"].get("heater", "sample_heater"))
-            return cls(drivers[name])
+            heater = config.roles["thermometry"].get("heater") if role == "thermometry" else None
+            # the heater's name is the driver's own (sample_heater on a 372, H1 on a Triton)
+            return cls(drivers[name], heater=heater) if heater else cls(drivers[name])
 
         self.lockin = adapter("lockin")
         self.lockin.set_amplitude(config.excitation)
