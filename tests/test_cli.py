@@ -36,11 +36,13 @@ def test_sim_serve_prints_addresses_that_answer() -> None:
         hislip = dict(re.findall(hislip_re, text, re.M))
         assert set(sockets) == set(hislip) == {"lockin", "gate", "magnet", "fridge", "rf"}
         rm = pyvisa.ResourceManager("@py")
-        fridge = rm.open_resource(sockets["fridge"], read_termination="\r\n", write_termination="\n")
+        fridge = rm.open_resource(
+            sockets["fridge"], read_termination="\r\n", write_termination="\n", timeout=10000
+        )
         assert "372" in fridge.query("*IDN?")
         assert 0.005 < float(fridge.query("KRDG? 6")) < 0.05  # base temperature, K
         fridge.close()
-        lockin = rm.open_resource(hislip["lockin"])  # no termination needed: HiSLIP marks END
+        lockin = rm.open_resource(hislip["lockin"], timeout=10000)  # HiSLIP marks END: no termination
         assert lockin.query("*IDN?").startswith("Stanford_Research_Systems,SR830")
         lockin.close()
     finally:
