@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 
+_MARGIN = 1e-6  # relative: what the drivers' number formatting may add to a step
+
+
 @dataclass(frozen=True)
 class GateLimits:
     """Gate safety [V, V, V, V/s, A, V]: range, largest step, highest rate, leakage limit, safe value."""
@@ -65,7 +68,7 @@ class GateRole:
         limits.check(limits.safe_value)
         self.adapter, self.limits, self.clock = adapter, limits, clock
         adapter.set_current_limit(limits.current_limit)
-        self._last_step_time: float | None = None
+        self._level: float | None = None  # the level this role last sent
 
     def voltage(self) -> float:
         return self.adapter.voltage()
@@ -93,13 +96,17 @@ class GateRole:
     def _ramp(self, target: float, check_leakage: bool) -> None:
         lim = self.limits
         start = self.adapter.voltage()
-        n = max(1, math.ceil(abs(target - start) / lim.max_step - 1e-9))
-        dwell = abs(target - start) / n / lim.max_rate
+        if self._level is not None and abs(self._level - start) <= 1e-6 * max(1.0, abs(start)):
+            start = self._level  # the readback is the sent level, rounded: step from the exact one
+        # a margin of 1e-6 keeps steps and rates inside the limits after the drivers round numbers
+        n = max(1, math.ceil(abs(target - start) / (lim.max_step * (1 - _MARGIN))))
+        dwell = abs(target - start) / n / (lim.max_rate * (1 - _MARGIN))
         for k in range(1, n + 1):
             v = target if k == n else start + (target - start) * k / n
             lim.check(v)
             self.clock.sleep(dwell)  # the step may not come sooner than the rate allows
             self.adapter.set_voltage(v)
+            self._level = v
             if check_leakage:
                 current = self.adapter.leakage_current()
                 # NaN: a source that cannot measure current (e.g. a GS200) cannot trip this check
