@@ -37,9 +37,6 @@ __all__ = [
 ]
 
 
-_MARGIN = 1e-6  # relative: what the drivers' number formatting may add to a step
-
-
 @dataclass(frozen=True)
 class GateLimits:
     """Gate safety [V, V, V, V/s, A, V]: range, largest step, highest rate, leakage limit, safe value."""
@@ -98,9 +95,9 @@ class GateRole:
         start = self.adapter.voltage()
         if self._level is not None and abs(self._level - start) <= 1e-6 * max(1.0, abs(start)):
             start = self._level  # the readback is the sent level, rounded: step from the exact one
-        # a margin of 1e-6 keeps steps and rates inside the limits after the drivers round numbers
-        n = max(1, math.ceil(abs(target - start) / (lim.max_step * (1 - _MARGIN))))
-        dwell = abs(target - start) / n / (lim.max_rate * (1 - _MARGIN))
+        # equal steps, the largest allowed (a drivers' rounding of a sent level, at its resolution, stays)
+        n = max(1, math.ceil(abs(target - start) / lim.max_step - 1e-9))
+        dwell = abs(target - start) / n / lim.max_rate
         for k in range(1, n + 1):
             v = target if k == n else start + (target - start) * k / n
             lim.check(v)
