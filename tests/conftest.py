@@ -49,6 +49,14 @@ def pyvisa_sim_queries(filename: str, device_name: str | None = None) -> list[tu
     return out
 
 
+def scpi_error_codes(emu: Any) -> list[int]:
+    """Drain an SCPI emulator's error queue (``SYST:ERR?``): the codes, oldest first."""
+    out = []
+    while (code := int(emu.handle("SYST:ERR?").split(",")[0])) != 0:
+        out.append(code)
+    return out
+
+
 @pytest.fixture
 def lab() -> Iterator[SimLab]:
     with SimLab.from_station(STATION, seed=1) as sim:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import scpi_error_codes
 from qbs_lab.drivers.adapters import adapter_for
 from qbs_lab.drivers.adapters.qcodes_keithley2400 import QcodesKeithley2400
 from qbs_lab.drivers.errors import LeakageError, LimitError, SafetyError
@@ -34,14 +35,6 @@ def state() -> LabState:
 @pytest.fixture
 def emu(state: LabState) -> Keithley2400Emulator:
     return Keithley2400Emulator("gate", state, np.random.default_rng(0))
-
-
-def errors(emu: Keithley2400Emulator) -> list[int]:
-    """Drain the error queue (codes, oldest first)."""
-    out = []
-    while (code := int(emu.handle(":SYST:ERR?").split(",")[0])) != 0:
-        out.append(code)
-    return out
 
 
 def num(reply: str | None) -> float:
@@ -79,7 +72,7 @@ def test_source_level_forms(emu: Keithley2400Emulator, state: LabState, command:
     emu.handle(command)
     assert state.gate.voltage_setpoint == 1.25
     assert emu.handle("SOUR:VOLT:LEV?") == "+1.250000E+00"
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 def test_chaining_and_relative_paths(emu: Keithley2400Emulator, state: LabState) -> None:
@@ -88,7 +81,7 @@ def test_chaining_and_relative_paths(emu: Keithley2400Emulator, state: LabState)
     assert num(emu.handle(":SENS:CURR:NPLC?")) == 0.1
     assert num(emu.handle("SENS:VOLT:NPLC?")) == 0.1  # the integration rate is global
     assert (state.gate.voltage_setpoint, state.gate.current_limit, state.gate.output_on) == (4.0, 2e-6, True)
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 @pytest.mark.parametrize(
@@ -114,7 +107,7 @@ def test_chaining_and_relative_paths(emu: Keithley2400Emulator, state: LabState)
 )
 def test_errors(emu: Keithley2400Emulator, state: LabState, command: str, code: int) -> None:
     assert emu.handle(command) is None  # a refused query sends nothing back
-    assert errors(emu) == [code]
+    assert scpi_error_codes(emu) == [code]
     gate = state.gate
     assert (gate.voltage_setpoint, gate.output_on, gate.current_limit) == (0.0, False, 105e-6)
 
@@ -145,7 +138,7 @@ def test_readings_follow_the_data_elements(emu: Keithley2400Emulator, state: Lab
     assert emu.handle(":SENS:FUNC?") == '"VOLT:DC","CURR:DC"'
     volts = float(emu.handle(":READ?").split(",")[0])
     assert volts != 5.0 and volts == pytest.approx(5.0, abs=1e-3)
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 def test_trigger_count_fetch_and_timestamp(emu: Keithley2400Emulator, state: LabState) -> None:
@@ -157,18 +150,18 @@ def test_trigger_count_fetch_and_timestamp(emu: Keithley2400Emulator, state: Lab
     assert later == pytest.approx(float(first[1]) + 10.0, abs=0.1)
     emu.handle(":SYST:TIME:RES")
     assert float(emu.handle(":READ?").split(",")[1]) < 0.1
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 def test_compliance_floor_is_a_thousandth_of_the_measure_range(
     emu: Keithley2400Emulator, state: LabState
 ) -> None:
     emu.handle(":SENS:CURR:PROT 1.000000E-07")  # autorange: the measure range follows the compliance
-    assert errors(emu) == [] and state.gate.current_limit == 1e-7
+    assert scpi_error_codes(emu) == [] and state.gate.current_limit == 1e-7
     emu.handle(":SENS:CURR:PROT 1e-3;:SENS:CURR:RANG 1e-3")  # fixed 1.05 mA measure range
     assert num(emu.handle(":SENS:CURR:RANG?")) == 1.05e-3
     emu.handle(":SENS:CURR:PROT 1e-7")
-    assert errors(emu) == [822] and state.gate.current_limit == 1e-3
+    assert scpi_error_codes(emu) == [822] and state.gate.current_limit == 1e-3
     emu.handle(":SENS:CURR:PROT 2e-6")  # the fixed range comes down to the compliance range
     assert state.gate.current_limit == 2e-6 and num(emu.handle(":SENS:CURR:RANG?")) == 10.5e-6
 
@@ -199,9 +192,9 @@ def test_fixed_source_range(emu: Keithley2400Emulator, state: LabState) -> None:
     emu.handle(":SOUR:VOLT:RANG 2")
     assert emu.handle(":SOUR:VOLT:RANG?;RANG:AUTO?") == "+2.100000E+00;0"
     emu.handle(":SOUR:VOLT 3")  # beyond the 2.1 V range: refused
-    assert errors(emu) == [-222] and state.gate.voltage_setpoint == 0.0
+    assert scpi_error_codes(emu) == [-222] and state.gate.voltage_setpoint == 0.0
     emu.handle(":SOUR:VOLT 2;:SOUR:VOLT:RANG 0.2")  # the level would not fit the new range
-    assert errors(emu) == [-221] and emu.handle(":SOUR:VOLT:RANG?") == "+2.100000E+00"
+    assert scpi_error_codes(emu) == [-221] and emu.handle(":SOUR:VOLT:RANG?") == "+2.100000E+00"
     assert state.gate.voltage_setpoint == 2.0
 
 
@@ -214,7 +207,7 @@ def test_current_source_mode(emu: Keithley2400Emulator, state: LabState) -> None
     assert volts == pytest.approx(5.0, abs=1e-3) and amps == 5e-13  # the programmed current
     emu.handle(":SOUR:CURR 1e-9")  # would need 1 kV: held at the 10 V compliance
     assert gate.voltage_setpoint == 10.0 and emu.handle(":SENS:VOLT:PROT:TRIP?") == "1"
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 # -- the unmodified QCoDeS driver on the simulated lab ---------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from conftest import pyvisa_sim_queries
+from conftest import pyvisa_sim_queries, scpi_error_codes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,14 +33,6 @@ def emu(lab: LabState) -> Keithley2450Emulator:
     return Keithley2450Emulator("gate", lab, np.random.default_rng(0))
 
 
-def errors(emu: Keithley2450Emulator) -> list[int]:
-    """Drain the event log's errors (codes, oldest first)."""
-    out = []
-    while (code := int(emu.handle(":SYST:ERR?").split(",")[0])) != 0:
-        out.append(code)
-    return out
-
-
 def num(reply: str | None) -> float:
     assert reply is not None and NUMBER.match(reply), reply
     return float(reply)
@@ -54,7 +46,7 @@ def test_identity_and_language(emu: Keithley2450Emulator) -> None:
     assert emu.reply_termination == "\n"
     emu.handle("*LANG TSP")  # takes effect at the next power cycle
     assert emu.handle("*LANG?") == "SCPI"
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 def test_reset_defaults(emu: Keithley2450Emulator, lab: LabState) -> None:
@@ -97,7 +89,7 @@ def test_source_level_forms(emu: Keithley2450Emulator, lab: LabState, command: s
     emu.handle(command)
     assert lab.gate.voltage_setpoint == 1.25
     assert emu.handle("SOUR:VOLT?") == "1.250000E+00"
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 def test_chaining_and_relative_paths(emu: Keithley2450Emulator, lab: LabState) -> None:
@@ -109,7 +101,7 @@ def test_chaining_and_relative_paths(emu: Keithley2450Emulator, lab: LabState) -
         2e-6,
         True,
     )
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 @pytest.mark.parametrize(
@@ -134,7 +126,7 @@ def test_chaining_and_relative_paths(emu: Keithley2450Emulator, lab: LabState) -
 )
 def test_errors(emu: Keithley2450Emulator, lab: LabState, command: str, code: int) -> None:
     assert emu.handle(command) is None
-    assert errors(emu) == [code]
+    assert scpi_error_codes(emu) == [code]
     assert (lab.gate.voltage_setpoint, lab.gate.output_on, lab.gate.current_limit) == (
         0.0,
         False,
@@ -159,10 +151,10 @@ def test_level_beyond_fixed_range_refused(emu: Keithley2450Emulator, lab: LabSta
     emu.handle(":SOUR:VOLT 2.1")  # 105 % of the range is allowed
     assert lab.gate.voltage_setpoint == 2.1
     emu.handle(":SOUR:VOLT 2.2")
-    assert errors(emu) == [-222]
+    assert scpi_error_codes(emu) == [-222]
     assert lab.gate.voltage_setpoint == 2.1 and emu.handle(":SOUR:VOLT?") == "2.100000E+00"
     emu.handle(":SOUR:VOLT:RANG 0.2")  # the level does not fit the smaller range: ignored
-    assert errors(emu) == [-221]
+    assert scpi_error_codes(emu) == [-221]
     assert emu.handle(":SOUR:VOLT:RANG?") == "2.000000E+00"
 
 
@@ -172,9 +164,9 @@ def test_autorange_picks_the_range(emu: Keithley2450Emulator, lab: LabState) -> 
         assert float(emu.handle(":SOUR:VOLT:RANG?")) == expected
         assert lab.gate.voltage_range == expected
     emu.handle(":SOUR:VOLT 210.5")
-    assert errors(emu) == [-222] and lab.gate.voltage_setpoint == 210.0
+    assert scpi_error_codes(emu) == [-222] and lab.gate.voltage_setpoint == 210.0
     emu.handle(":SOUR:VOLT:RANG 3")  # the 20 V range holds 3 V; 210 V does not fit it
-    assert errors(emu) == [-221]
+    assert scpi_error_codes(emu) == [-221]
     emu.handle(":SOUR:VOLT 1;:SOUR:VOLT:RANG 3")
     assert emu.handle(":SOUR:VOLT:RANG?;RANG:AUTO?") == "2.000000E+01;0"
 
@@ -188,7 +180,7 @@ def test_limit_magnitude_and_min_max_def(emu: Keithley2450Emulator, lab: LabStat
     assert lab.gate.current_limit == 105e-6
     assert emu.handle(":SOUR:VOLT:ILIM? MIN") == "1.000000E-09"
     assert emu.handle(":SOUR:VOLT? MAX") == "2.100000E+02"
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 def test_output_drives_the_gate(emu: Keithley2450Emulator, lab: LabState) -> None:
@@ -252,9 +244,9 @@ def test_level_applied_iff_in_range(level: float, fixed: bool) -> None:
         emu.handle(":SOUR:VOLT:RANG 20")
     emu.handle(f":SOUR:VOLT {level!r}")
     if abs(level) <= (21.0 if fixed else 210.0):
-        assert lab.gate.voltage_setpoint == level and errors(emu) == []
+        assert lab.gate.voltage_setpoint == level and scpi_error_codes(emu) == []
     else:
-        assert lab.gate.voltage_setpoint == 0.0 and errors(emu) == [-222]
+        assert lab.gate.voltage_setpoint == 0.0 and scpi_error_codes(emu) == [-222]
 
 
 # -- measuring: functions, ranges, overflow --------------------------------------------------------
@@ -271,9 +263,9 @@ def test_sense_settings(emu: Keithley2450Emulator) -> None:
     assert emu.handle(":SENS:FUNC?;:SENS:RES:RANG?") == '"RES";2.000000E+04'
     emu.handle(":SENS:VOLT:DEL:USER2 0.5")
     assert emu.handle(":SENS:VOLT:DEL:USER2?") == "5.000000E-01"
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
     emu.handle(":SENS:VOLT:DEL:USER7 0.5")
-    assert errors(emu) == [-114]
+    assert scpi_error_codes(emu) == [-114]
 
 
 def test_autorange_and_overflow(emu: Keithley2450Emulator, lab: LabState) -> None:
@@ -295,7 +287,7 @@ def test_measuring_what_is_sourced_uses_the_source_range(emu: Keithley2450Emulat
 
 # -- reading buffers and sweeps --------------------------------------------------------------------
 def test_buffers(emu: Keithley2450Emulator, lab: LabState) -> None:
-    assert emu.handle(":FETC?") is None and errors(emu) == [-230]
+    assert emu.handle(":FETC?") is None and scpi_error_codes(emu) == [-230]
     emu.handle(":TRAC:MAKE 'gatebuf', 100;:SOUR:VOLT 2;:OUTP ON;:SENS:COUN 4")
     num(emu.handle(":READ? 'gatebuf'"))
     assert emu.handle(":TRAC:ACT? 'gatebuf'") == "4"
@@ -309,13 +301,13 @@ def test_buffers(emu: Keithley2450Emulator, lab: LabState) -> None:
     assert len(data) == 4 and all(NUMBER.match(x) for x in data)
     mean = num(emu.handle(":TRAC:STAT:AVER? 'gatebuf'"))
     assert mean == pytest.approx(np.mean([float(x) for x in data]), rel=1e-5)
-    assert emu.handle(":TRAC:DATA? 1, 5, 'gatebuf'") is None and errors(emu) == [-222]
+    assert emu.handle(":TRAC:DATA? 1, 5, 'gatebuf'") is None and scpi_error_codes(emu) == [-222]
     emu.handle(":TRAC:CLE 'gatebuf'")
     assert emu.handle(":TRAC:ACT? 'gatebuf'") == "0"
     emu.handle(":TRAC:DEL 'gatebuf'")
-    assert emu.handle(":TRAC:ACT? 'gatebuf'") is None and errors(emu) == [-224]
+    assert emu.handle(":TRAC:ACT? 'gatebuf'") is None and scpi_error_codes(emu) == [-224]
     emu.handle(":TRAC:DEL 'defbuffer1'")
-    assert errors(emu) == [-224]
+    assert scpi_error_codes(emu) == [-224]
 
 
 def test_linear_sweep_fills_the_buffer_and_leaves_the_gate_at_the_end(
@@ -332,7 +324,7 @@ def test_linear_sweep_fills_the_buffer_and_leaves_the_gate_at_the_end(
     emu.handle("TRACe:CLEar")
     assert emu.handle(":TRAC:ACT?") == "0"
     emu.handle(":SOUR:SWE:VOLT:LIN 0, 300, 5")
-    assert errors(emu) == [-222]
+    assert scpi_error_codes(emu) == [-222]
 
 
 # -- every query of QCoDeS's pyvisa-sim file answers in the same shape -----------------------------
@@ -349,7 +341,7 @@ def test_sim_yaml_queries(emu: Keithley2450Emulator, query: str, example: Any) -
         assert all(NUMBER.match(x) for x in reply.split(","))
     elif query == ":SENS:FUNC?":
         assert reply.startswith('"') and reply.endswith('"')
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 # -- the unmodified QCoDeS driver, through the simulated lab's VISA backend ------------------------

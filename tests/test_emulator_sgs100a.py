@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import pyvisa_sim_queries
+from conftest import pyvisa_sim_queries, scpi_error_codes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,14 +30,6 @@ def emu(lab: LabState) -> SGS100AEmulator:
     return SGS100AEmulator("rf", lab, np.random.default_rng(0))
 
 
-def errors(emu: SGS100AEmulator) -> list[int]:
-    """Drain the SCPI error queue (codes, oldest first)."""
-    out = []
-    while (code := int(emu.handle("SYST:ERR?").split(",")[0])) != 0:
-        out.append(code)
-    return out
-
-
 def test_identity(emu: SGS100AEmulator) -> None:
     vendor, model, *_ = emu.handle("*IDN?").split(",")
     assert (vendor, model) == ("Rohde&Schwarz", "SGS100A")
@@ -54,7 +46,7 @@ def test_frequency_forms_units_and_lab(emu: SGS100AEmulator, lab: LabState) -> N
     assert emu.handle("freq?") == "300000000"
     emu.handle("FREQ 12.5e3kHz")
     assert lab.rf.frequency == 12.5e6
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 def test_power_phase_output(emu: SGS100AEmulator, lab: LabState) -> None:
@@ -68,7 +60,7 @@ def test_power_phase_output(emu: SGS100AEmulator, lab: LabState) -> None:
     assert not lab.rf.output_on and emu.handle("OUTPut?") == "0"
     emu.handle("SOUR:PHAS 45.5")
     assert float(emu.handle("SOUR:PHAS?")) == 45.5
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 @pytest.mark.parametrize(
@@ -79,7 +71,7 @@ def test_out_of_range_is_rejected(emu: SGS100AEmulator, lab: LabState, command: 
     before = (lab.rf.frequency, lab.rf.power, emu.phase)
     assert emu.handle(command) is None
     assert (lab.rf.frequency, lab.rf.power, emu.phase) == before
-    assert errors(emu) == [-222]
+    assert scpi_error_codes(emu) == [-222]
     assert emu.handle("*ESR?") == "16"  # execution error
 
 
@@ -98,7 +90,7 @@ def test_out_of_range_is_rejected(emu: SGS100AEmulator, lab: LabState, command: 
 )
 def test_errors(emu: SGS100AEmulator, lab: LabState, command: str, code: int) -> None:
     assert emu.handle(command) is None
-    assert errors(emu) == [code]
+    assert scpi_error_codes(emu) == [code]
     assert lab.rf.frequency == 1e9 and not lab.rf.output_on
 
 
@@ -128,7 +120,7 @@ def test_choices_short_long_and_reply_short(emu: SGS100AEmulator) -> None:
     ]:
         emu.handle(command)
         assert emu.handle(query) == answer, command
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 def test_pulse_times_with_units(emu: SGS100AEmulator) -> None:
@@ -136,7 +128,7 @@ def test_pulse_times_with_units(emu: SGS100AEmulator) -> None:
     assert float(emu.handle("SOUR:PULM:WIDT?")) == pytest.approx(500e-9)
     assert float(emu.handle("SOUR:PULM:PER?")) == pytest.approx(20e-6)
     emu.handle("SOUR:PULM:WIDT 10 ns")
-    assert errors(emu) == [-222]
+    assert scpi_error_codes(emu) == [-222]
     assert float(emu.handle("SOUR:PULM:WIDT?")) == pytest.approx(500e-9)
 
 
@@ -155,10 +147,10 @@ def test_frequency_applied_iff_in_range(f: float) -> None:
     emu.handle(f"SOUR:FREQ {f!r}")
     if 1e6 <= f <= 12.75e9:
         assert lab.rf.frequency == pytest.approx(f, abs=1e-3)
-        assert errors(emu) == []
+        assert scpi_error_codes(emu) == []
     else:
         assert lab.rf.frequency == 1e9
-        assert errors(emu) == [-222]
+        assert scpi_error_codes(emu) == [-222]
 
 
 # -- every query of QCoDeS's pyvisa-sim file answers in the same shape -----------------------------
@@ -173,7 +165,7 @@ def test_sim_yaml_queries(emu: SGS100AEmulator, query: str, default: object) -> 
         assert reply and reply[0].isalnum()
     else:
         float(reply)
-    assert errors(emu) == []
+    assert scpi_error_codes(emu) == []
 
 
 # -- the unmodified QCoDeS driver ------------------------------------------------------------------
