@@ -153,15 +153,26 @@ class MagnetRole:
         rate = self.limits.max_rate if rate is None else rate
         self.limits.check(target, rate)
         self._raise_if_quenched()
-        if abs(self.adapter.ramp_rate() - rate) > 1e-9 * max(rate, 1e-12):
+        if abs(self.adapter.ramp_rate() - rate) > 1e-6 * rate:
             self.adapter.set_ramp_rate(rate)
+            taken = self.adapter.ramp_rate()
+            if abs(taken - rate) > 1e-6 * rate:  # the supply refused it: do not ramp at the old rate
+                raise SafetyError(f"the supply did not take the ramp rate {rate:g} T/s (it has {taken:g})")
+        start = self.adapter.field()
         self.adapter.start_ramp(target)
+        # the ramp's own duration, plus switch heating and a margin: a supply that never holds is a fault
+        deadline = self.clock.now() + 1.5 * abs(target - start) / rate + 300.0
         while True:
             status = self._raise_if_quenched()
             if status in (MagnetStatus.HOLDING, MagnetStatus.AT_ZERO):
                 return
             if status not in (MagnetStatus.RAMPING, MagnetStatus.SWITCH):
                 raise SafetyError(f"magnet stopped ramping to {target} T: supply is {status.value}")
+            if self.clock.now() > deadline:
+                self.adapter.pause()
+                raise SafetyError(
+                    f"magnet did not reach {target} T in time: ramp paused at {self.field():g} T"
+                )
             self.clock.sleep(self.limits.poll)
 
     def _raise_if_quenched(self) -> MagnetStatus:
@@ -210,12 +221,17 @@ class ThermometryRole:
 
     def set_heater_range(self, amps: float) -> None:
         """Heater full-scale current [A]: one of the adapter's ranges, at most the cap."""
-        if amps > self.limits.max_heater_range * (1 + 1e-9):
-            raise LimitError(f"heater range {amps:g} A is above the cap {self.limits.max_heater_range:g} A")
-        if not any(abs(amps - r) <= 1e-3 * max(amps, 1e-9) for r in self.adapter.heater_ranges):
+        if not math.isfinite(amps):
+            raise LimitError(f"heater range {amps!r} A is not a current")
+        matches = [r for r in self.adapter.heater_ranges if abs(amps - r) <= 1e-3 * max(amps, 1e-9)]
+        if not matches:
             ranges = ", ".join(f"{r:g}" for r in self.adapter.heater_ranges)
             raise LimitError(f"heater range {amps:g} A is not one of the controller's: {ranges} A")
-        self.adapter.set_heater_range(amps)
+        if matches[0] > self.limits.max_heater_range * (1 + 1e-9):  # the range that would be set
+            raise LimitError(
+                f"heater range {matches[0]:g} A is above the cap {self.limits.max_heater_range:g} A"
+            )
+        self.adapter.set_heater_range(matches[0])
 
     def heater_off(self) -> None:
         self.adapter.set_heater_range(0.0)
@@ -235,7 +251,8 @@ class RfRole:
         self.adapter, self.limits = adapter, limits
 
     def set_power(self, dbm: float) -> None:
-        if not (math.isfinite(dbm) and dbm <= self.limits.max_power):
+        # RF sources set the power to 0.01 dB: the value that would be set must be under the cap too
+        if not (math.isfinite(dbm) and max(dbm, round(dbm, 2)) <= self.limits.max_power):
             raise LimitError(f"RF power {dbm!r} dBm is above the cap {self.limits.max_power} dBm")
         self.adapter.set_power(dbm)
 

@@ -132,3 +132,23 @@ def test_targets_outside_the_limits_are_refused_before_anything_is_sent(rig: tup
         with pytest.raises(LimitError):
             call()
     assert {name: len(lab.command_log(name)) for name in before} == before
+
+
+def test_caps_hold_for_the_value_the_instrument_would_get(rig: tuple[SimLab, Station]) -> None:
+    _, st = rig
+    therm = dataclasses.replace(st.thermometry.limits, max_heater_range=0.009995)
+    st.thermometry.limits = therm  # a cap just under the 10 mA range
+    with pytest.raises(LimitError):
+        st.thermometry.set_heater_range(0.009995)  # would select the 10 mA range
+    st.rf.limits = dataclasses.replace(st.rf.limits, max_power=-10.003)  # type: ignore[union-attr]
+    with pytest.raises(LimitError):
+        st.rf.set_power(-10.004)  # type: ignore[union-attr]  # the source would set -10.00 dBm
+
+
+def test_a_ramp_rate_the_supply_refuses_stops_the_ramp(rig: tuple[SimLab, Station]) -> None:
+    from qbs_lab.drivers.errors import SafetyError
+
+    lab, st = rig
+    with pytest.raises(SafetyError, match="did not take the ramp rate"):
+        st.magnet.ramp_to(0.01, rate=5e-6)  # below the 430's smallest rate
+    assert not any(c.header.upper() == "RAMP" for c in lab.command_log("magnet"))
