@@ -92,7 +92,7 @@ def _station_check(args: argparse.Namespace) -> int:
             print_station_check(st)
         return 0
     with SimLab.from_station(args.path, seed=args.seed, scenario=args.scenario) as lab:
-        st = config.connect(visalib=lab.visalib, clock=lab.clock)
+        st = config.connect(lab=lab)
         with st:
             print(f"station {args.path} on the simulated lab (scenario {lab.scenario!r}, seed {lab.seed})")
             print_station_check(st)

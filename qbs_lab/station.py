@@ -28,11 +28,14 @@ import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from qbs_lab.clock import Clock, RealClock
+
+if TYPE_CHECKING:
+    from qbs_lab.sim import SimLab
 from qbs_lab.drivers.adapters import ADAPTERS, adapter_for, role_of
 from qbs_lab.drivers.resistance import ResistanceMeter
 from qbs_lab.drivers.roles import (
@@ -107,14 +110,21 @@ class StationConfig:
         binding = self.roles.get(role)
         return binding.get("instrument") if isinstance(binding, dict) else binding
 
-    def connect(self, *, visalib: str | None = None, clock: Clock | None = None) -> Station:
+    def connect(
+        self, *, visalib: str | None = None, clock: Clock | None = None, lab: SimLab | None = None
+    ) -> Station:
         """Create the instruments (QCoDeS's station loader) and the roles on them.
 
-        ``visalib``: the PyVISA library for every instrument (``SimLab.visalib`` to reach the
-        simulated lab). Raises :class:`StationError` naming the instrument and address when one
-        cannot be reached.
+        ``lab``: a :class:`~qbs_lab.sim.SimLab` to run on (its ``visalib`` and clock; QCoDeS's raw-socket
+        IP instruments, such as the Oxford Triton, are pointed at its TCP server). ``visalib``: the
+        PyVISA library for every VISA instrument. Raises :class:`StationError` naming the instrument and
+        address when one cannot be reached.
         """
         import qcodes
+        from qcodes.instrument import IPInstrument
+
+        if lab is not None:
+            visalib, clock = lab.visalib, clock or lab.clock
 
         qc_station = qcodes.Station()
         qcodes_instruments = {
@@ -129,7 +139,15 @@ class StationConfig:
                 if name is None or name in drivers:
                     continue
                 try:
-                    if name in qcodes_instruments:
+                    cls = _driver_class(self.instruments[name]["type"])
+                    if name in qcodes_instruments and issubclass(cls, IPInstrument):
+                        # a raw socket, no VISA: on the simulated lab, its server on 127.0.0.1
+                        ip = {}
+                        if lab is not None:
+                            lab.serve_tcp()
+                            ip = {"address": "127.0.0.1", "port": lab.tcp_port(name)}
+                        drivers[name] = qc_station.load_instrument(name, update_snapshot=False, **ip)
+                    elif name in qcodes_instruments:
                         drivers[name] = qc_station.load_instrument(name, update_snapshot=False, **extra)
                     else:  # QCoDeS's loader cannot build PyMeasure instruments: same keys, done here
                         drivers[name] = _pymeasure_instrument(self.instruments[name], visalib)
@@ -409,6 +427,11 @@ def _pymeasure_instrument(spec: dict[str, Any], visalib: str | None) -> Any:
     instrument = getattr(importlib.import_module(module), cls)(spec["address"], **kwargs)
     instrument.close = instrument.adapter.close  # the roles close drivers as QCoDeS's are closed
     return instrument
+
+
+def _driver_class(path: str) -> type:
+    module, _, cls = path.rpartition(".")
+    return getattr(importlib.import_module(module), cls)
 
 
 def _importable(path: str) -> bool:

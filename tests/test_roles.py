@@ -152,3 +152,23 @@ def test_a_ramp_rate_the_supply_refuses_stops_the_ramp(rig: tuple[SimLab, Statio
     with pytest.raises(SafetyError, match="did not take the ramp rate"):
         st.magnet.ramp_to(0.01, rate=5e-6)  # below the 430's smallest rate
     assert not any(c.header.upper() == "RAMP" for c in lab.command_log("magnet"))
+
+
+def test_a_station_with_a_raw_socket_instrument_runs_on_the_simulated_lab(tmp_path) -> None:
+    # QCoDeS's IP instruments (here an Oxford Triton) take host and port, not VISA: the lab serves them
+    text = STATION.read_text()
+    text = text.replace(
+        "    type: qcodes.instrument_drivers.Lakeshore.LakeshoreModel372\n"
+        "    address: TCPIP0::192.168.10.31::7777::SOCKET",
+        "    type: qcodes.instrument_drivers.oxford.OxfordTriton\n"
+        "    address: 192.168.10.40\n    port: 33576",
+    ).replace("heater: sample_heater", "heater: H1")
+    path = tmp_path / "station.yaml"
+    path.write_text(text)
+    config = load_station(path)
+    with SimLab.from_station(path, seed=0) as lab, config.connect(lab=lab) as st:
+        st.thermometry.set_heater_range(3.16e-3)
+        st.thermometry.set_setpoint(0.2)
+        lab.clock.sleep(900)
+        assert st.thermometry.temperature_mc() == pytest.approx(0.2, rel=0.02)
+        assert any(c.command.startswith("SET:DEV:T") for c in lab.command_log("fridge"))

@@ -122,6 +122,9 @@ class SimLab:
             address = spec.get("address")
             if not address:
                 raise SimLabError(f"{source}: instruments.{name}.address is missing")
+            if "port" in spec and "::" not in str(address):
+                # QCoDeS's IP instruments (raw sockets, e.g. an Oxford Triton): host plus port
+                address = f"TCPIP0::{address}::{spec['port']}::SOCKET"
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
             self._emulators[name] = cls(name, self.state, rng)
             try:
@@ -248,6 +251,13 @@ class SimLab:
         if self._tcp is None:
             self._tcp = InstrumentServer(self._emulators, self.io_tick, ports)
         return self._tcp.addresses()
+
+    def tcp_port(self, name: str) -> int:
+        """The raw-socket port of ``name`` on the TCP server (for drivers that take host and port)."""
+        self._check(name)
+        if self._tcp is None:
+            raise RuntimeError("the TCP server is not running: call serve_tcp() first")
+        return self._tcp.port(name)
 
     def tcp_address(self, name: str, protocol: str | None = None) -> str:
         """Address of ``name`` on the TCP server: ``protocol`` "socket" or "hislip" (default: the
