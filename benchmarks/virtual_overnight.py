@@ -29,9 +29,7 @@ def main() -> None:
         t0 = time.perf_counter()
         rows = run_soak(lab, hours=hours)
         wall = time.perf_counter() - t0
-        queries = sum(
-            1 for name in lab.instruments for c in lab.command_log(name) if c.reply is not None
-        )
+        queries = sum(1 for name in lab.instruments for c in lab.command_log(name) if c.reply is not None)
         virtual = lab.clock.now()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(f"virtual time      {virtual / 3600:8.2f} h")

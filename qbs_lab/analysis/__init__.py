@@ -1,0 +1,16 @@
+"""qbs_lab.analysis: the analysis of isotherms for the quantum breakdown of superconductivity.
+
+Works on plain data (xarray Datasets with a variable R [Ohm] over a swept variable, B [T] or V_g [V],
+and the temperature T [K], or a mapping {T: (x, R)} of isotherms on their own grids); it needs neither
+the instruments nor the simulator.
+
+- :mod:`qbs_lab.analysis.crossing`: pairwise crossings of isotherms, the crossing point (x_c, R_c) with
+  bootstrap error bars, R_c in units of h/4e^2, the drift of the crossings with T and a verdict
+  (:func:`find_crossing`, :class:`CrossingResult`, :class:`Crossing`).
+- :mod:`qbs_lab.analysis.collapse`: the scaling collapse R = R_c F(|x - x_c| T^(-1/(z*nu))) giving z*nu,
+  with x_c and R_c refined.
+"""
+
+from qbs_lab.analysis.crossing import Crossing, CrossingResult, find_crossing
+
+__all__ = ["Crossing", "CrossingResult", "find_crossing"]
