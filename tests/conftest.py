@@ -57,6 +57,32 @@ def scpi_error_codes(emu: Any) -> list[int]:
     return out
 
 
+def check_resistance_meter(lab: SimLab, lockin: Any, V_g: float, excitation: float) -> None:
+    """A lock-in adapter under the ResistanceMeter reads the model's R: settled, autoranged, in noise.
+
+    The lab needs no gate instrument: the sample's gate voltage is set on the lab state directly.
+    """
+    from qbs_lab.drivers.resistance import ResistanceMeter
+
+    lockin.set_amplitude(excitation)
+    lab.state.gate.output_on = True
+    lab.state.gate.voltage_setpoint = V_g
+    meter = ResistanceMeter(lockin, lab.state.bias_resistor, lab.clock)
+    t0 = lab.clock.now()
+    first = meter.measure()  # right after the change: settled to the meter's residual of the step
+    assert lab.clock.now() - t0 >= meter.settle_time()  # the settle wait ran on the lab's clock
+    reading = meter.measure()  # no change since: within the noise
+    lab.state.sync()
+    op = lab.state.operating_point()
+    noise_R = lab.state.lockin.noise_rms() / reading.I  # one reading's noise [Ohm]
+    assert first.R == pytest.approx(op["R"], abs=5 * noise_R + meter.residual * op["R"])
+    assert reading.status.ok
+    assert reading.I == pytest.approx(op["I"], rel=1e-3)
+    assert reading.R == pytest.approx(op["R"], abs=5 * noise_R + 1e-4 * op["R"])
+    assert 0.05 * reading.sensitivity <= abs(reading.X) <= 0.95 * reading.sensitivity  # autoranged
+    assert [c for c in lab.command_log("lockin") if c.error] == []
+
+
 @pytest.fixture
 def lab() -> Iterator[SimLab]:
     with SimLab.from_station(STATION, seed=1) as sim:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from conftest import check_resistance_meter
 from pymeasure.instruments.srs import SR830
 from qbs_lab.drivers.adapters import adapter_for
 from qbs_lab.drivers.adapters.pymeasure_sr830 import PymeasureSR830
 from qbs_lab.drivers.adapters.qcodes_sr830 import QcodesSR830
 from qbs_lab.drivers.protocols import LockinAdapter
-from qbs_lab.drivers.resistance import ResistanceMeter
 
 from qbs_lab.sim import SimLab
 from qbs_lab.sim.emulators.sr830 import SENSITIVITIES, SR830Emulator
@@ -92,21 +92,4 @@ def test_resistance_meter_on_the_pymeasure_sr830_matches_the_model(
     rig: tuple[SimLab, SR830], V_g: float, excitation: float
 ) -> None:
     lab, drv = rig
-    lockin = PymeasureSR830(drv)
-    lockin.set_amplitude(excitation)
-    lab.state.gate.output_on = True
-    lab.state.gate.voltage_setpoint = V_g  # no gate instrument in this lab: the sample's state directly
-    meter = ResistanceMeter(lockin, lab.state.bias_resistor, lab.clock)
-    t0 = lab.clock.now()
-    first = meter.measure()  # right after the change: settled to the meter's residual of the step
-    assert lab.clock.now() - t0 >= meter.settle_time()  # the settle wait ran on the lab's clock
-    reading = meter.measure()  # no change since: within the noise
-    lab.state.sync()
-    op = lab.state.operating_point()
-    noise_R = lab.state.lockin.noise_rms() / reading.I  # one reading's noise [Ohm]
-    assert first.R == pytest.approx(op["R"], abs=5 * noise_R + meter.residual * op["R"])
-    assert reading.status.ok
-    assert reading.I == pytest.approx(op["I"], rel=1e-3)
-    assert reading.R == pytest.approx(op["R"], abs=5 * noise_R + 1e-4 * op["R"])
-    assert 0.05 * reading.sensitivity <= abs(reading.X) <= 0.95 * reading.sensitivity  # autoranged
-    assert [c for c in lab.command_log("lockin") if c.error] == []
+    check_resistance_meter(lab, PymeasureSR830(drv), V_g, excitation)

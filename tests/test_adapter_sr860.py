@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from conftest import check_resistance_meter
 from qbs_lab.drivers.adapters import adapter_for
 from qbs_lab.drivers.adapters.qcodes_sr860 import QcodesSR860
 from qbs_lab.drivers.protocols import LockinAdapter
-from qbs_lab.drivers.resistance import ResistanceMeter
 from qcodes.instrument_drivers.stanford_research import SR860
 
 from qbs_lab.clock import VirtualClock
@@ -251,21 +251,4 @@ def test_resistance_meter_on_the_sr860_matches_the_model(
     rig: tuple[SimLab, SR860], V_g: float, excitation: float
 ) -> None:
     lab, drv = rig
-    lockin = QcodesSR860(drv)
-    lockin.set_amplitude(excitation)
-    lab.state.gate.output_on = True
-    lab.state.gate.voltage_setpoint = V_g  # no gate instrument in this lab: the sample's state directly
-    meter = ResistanceMeter(lockin, lab.state.bias_resistor, lab.clock)
-    t0 = lab.clock.now()
-    first = meter.measure()  # right after the change: settled to the meter's residual of the step
-    assert lab.clock.now() - t0 >= meter.settle_time()  # the settle wait ran on the lab's clock
-    reading = meter.measure()  # no change since: within the noise
-    lab.state.sync()
-    op = lab.state.operating_point()
-    noise_R = lab.state.lockin.noise_rms() / reading.I  # one reading's noise [Ohm]
-    assert first.R == pytest.approx(op["R"], abs=5 * noise_R + meter.residual * op["R"])
-    assert reading.status.ok
-    assert reading.I == pytest.approx(op["I"], rel=1e-3)
-    assert reading.R == pytest.approx(op["R"], abs=5 * noise_R + 1e-4 * op["R"])
-    assert 0.05 * reading.sensitivity <= abs(reading.X) <= 0.95 * reading.sensitivity  # autoranged
-    assert [c for c in lab.command_log("lockin") if c.error] == []
+    check_resistance_meter(lab, QcodesSR860(drv), V_g, excitation)
