@@ -6,6 +6,8 @@
         Serve the station's emulated instruments on 127.0.0.1 (real time) until Ctrl-C.
     qbs-lab station check [PATH] [--sim [--scenario NAME] [--seed N]]
         Validate the station file, connect, and print every role's live reading and limits.
+    qbs-lab analyze crossing PATH [--x B|V_g] [--over T] [--json]
+        Crossing point and scaling collapse of R isotherms in a zarr or netCDF dataset, with plots.
 
 A mistake a user can make (missing or broken station file, unknown scenario) ends in one line naming
 the file and key and a non-zero exit, never a traceback.
@@ -20,6 +22,7 @@ import warnings
 from collections.abc import Sequence
 
 from qbs_lab import __version__
+from qbs_lab.analysis.report import AnalysisInputError
 from qbs_lab.clock import RealClock
 from qbs_lab.drivers.errors import RoleError
 from qbs_lab.sim.lab import SimLab, SimLabError
@@ -78,7 +81,24 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--sim", action="store_true", help="on the simulated lab instead of the instruments")
     check.add_argument("--scenario", choices=sorted(SCENARIOS), help="sample scenario, with --sim")
     check.add_argument("--seed", type=_seed, default=0, help="noise seed, with --sim (default: %(default)s)")
+    analyze = sub.add_parser("analyze", help="analysis of stored datasets")
+    analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True)
+    crossing = analyze_sub.add_parser("crossing", help="crossing point and scaling collapse of R isotherms")
+    crossing.add_argument("path", help="a zarr store or netCDF file with R over two dimensions")
+    crossing.add_argument("--x", default="B", help="the swept dimension: B or V_g (default: %(default)s)")
+    crossing.add_argument("--over", default="T", help="the isotherms' dimension (default: %(default)s)")
+    crossing.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
     return parser
+
+
+def _analyze_crossing(args: argparse.Namespace) -> int:
+    import json
+
+    from qbs_lab.analysis.report import analyze_crossing, format_report
+
+    result, plots = analyze_crossing(args.path, x=args.x, over=args.over)
+    print(json.dumps(result, allow_nan=False) if args.json else format_report(result, args.x, plots))
+    return 0
 
 
 def _station_check(args: argparse.Namespace) -> int:
@@ -150,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "station" and args.station_command == "check":
             return _station_check(args)
+        if args.command == "analyze" and args.analyze_command == "crossing":
+            return _analyze_crossing(args)
     except SimLabError as err:
         print(f"qbs-lab: error: {err}", file=sys.stderr)
         return 2
@@ -157,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in err.problems:
             print(f"qbs-lab: error: {problem}", file=sys.stderr)
         return 2
-    except RoleError as err:
+    except (RoleError, AnalysisInputError) as err:
         print(f"qbs-lab: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
