@@ -397,3 +397,10 @@ def test_the_driver_over_tcp() -> None:
             assert adapter.leakage_current() == pytest.approx(2.0 / lab.state.gate.R_leak, abs=1e-12)
         finally:
             drv.close()
+
+
+def test_nplc_is_shared_by_every_measure_function(emu: Keithley2400Emulator) -> None:
+    emu.handle(":SENS:RES:NPLC 2.5")  # the resistance form goes through the function-parametrised handler
+    assert num(emu.handle(":SENS:VOLT:NPLC?")) == 2.5
+    assert num(emu.handle(":SENS:RES:NPLC?")) == 2.5
+    assert scpi_error_codes(emu) == []

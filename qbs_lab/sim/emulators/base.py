@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -40,6 +41,7 @@ __all__ = [
     "ScpiEmulator",
     "command",
     "float_arg",
+    "function_commands",
     "int_arg",
     "to_bool",
     "to_float",
@@ -78,6 +80,31 @@ class LoggedCommand:
     @property
     def args(self) -> list[str]:
         return parse_arguments(split_header(self.command)[1])
+
+
+def function_commands(
+    table: Iterable[tuple[str, Mapping[str, str], str, str]],
+) -> list[tuple[Pattern, str, str, bool]]:
+    """Expand commands parametrised by a measurement function (SCPI's ``VOLTage``/``CURRent`` nodes).
+
+    Each entry is (header template with ``{f}``, {function: header node}, handler method name, forms:
+    ``"s"`` set and/or ``"q"`` query). The result goes in :attr:`Emulator.function_handlers`; the
+    method is called as ``method(function, args, n, query)``.
+    """
+    return [
+        (Pattern(template.format(f=node) + ("?" if query else "")), f, method, query)
+        for template, nodes, method, forms in table
+        for f, node in nodes.items()
+        for query in (False, True)
+        if ("q" if query else "s") in forms
+    ]
+
+
+def _call_function_handler(
+    emu: Emulator, args: list[str], n: tuple[int, ...], *, method: str, f: str, query: bool
+) -> str | None:
+    handler: Callable[..., str | None] = getattr(emu, method)
+    return handler(f, args, n, query)
 
 
 def command(pattern: str) -> Callable[[Handler], Handler]:
@@ -163,6 +190,8 @@ class Emulator:
     greeting: ClassVar[str | None] = None
     #: how the instrument is reached over TCP by default: "socket" (raw) or "hislip" (with END)
     lan_protocol: ClassVar[str] = "socket"
+    #: commands parametrised by a function, from :func:`function_commands` (tried after @command ones)
+    function_handlers: ClassVar[list[tuple[Pattern, str, str, bool]]] = []
     _handlers: ClassVar[list[tuple[Pattern, Handler]]]
 
     def __init_subclass__(cls, **kwargs: object) -> None:
@@ -240,6 +269,10 @@ class Emulator:
             suffixes = pattern.match(header)
             if suffixes is not None:
                 return func, suffixes
+        for pattern, f, method, query in self.function_handlers:
+            suffixes = pattern.match(header)
+            if suffixes is not None:
+                return partial(_call_function_handler, method=method, f=f, query=query), suffixes
         return None
 
     def respond(self, message: str) -> bytes | None:

@@ -33,14 +33,11 @@ reading buffer (:TRACe), math, limits, the over-voltage protection, the power li
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from functools import partial
 
 from scipy.optimize import brentq
 
-from qbs_lab.sim.emulators.base import CommandError, ScpiEmulator, command, to_bool, to_int
+from qbs_lab.sim.emulators.base import CommandError, ScpiEmulator, command, function_commands, to_bool, to_int
 from qbs_lab.sim.emulators.keithley2450 import keyword, number, one_arg, pick_range, short
-from qbs_lab.sim.scpi import Pattern
 
 __all__ = ["Keithley2400Emulator"]
 
@@ -72,23 +69,16 @@ OFLO, FRONT, COMPLIANCE, V_MEAS, I_MEAS, R_MEAS, V_SOUR, I_SOUR, RANGE_COMPLIANC
 
 # -- function-specific commands: header template ({f} = the function's node), handler, forms ------
 NODES = {"VOLT": "VOLTage", "CURR": "CURRent"}
-FUNCTION_COMMANDS: tuple[tuple[str, str, str], ...] = (
-    (":SOURce#:{f}[:LEVel][:IMMediate][:AMPLitude]", "_source_level", "sq"),
-    (":SOURce#:{f}:RANGe", "_source_range", "sq"),
-    (":SOURce#:{f}:RANGe:AUTO", "_source_autorange", "sq"),
-    ("[:SENSe#]:{f}[:DC]:PROTection[:LEVel]", "_compliance", "sq"),
-    ("[:SENSe#]:{f}[:DC]:PROTection:TRIPped", "_tripped_q", "q"),
-    ("[:SENSe#]:{f}[:DC]:RANGe[:UPPer]", "_sense_range", "sq"),
-    ("[:SENSe#]:{f}[:DC]:RANGe:AUTO", "_sense_autorange", "sq"),
-    ("[:SENSe#]:{f}[:DC]:NPLCycles", "_nplc", "sq"),
+FUNCTION_COMMANDS: tuple[tuple[str, dict[str, str], str, str], ...] = (
+    (":SOURce#:{f}[:LEVel][:IMMediate][:AMPLitude]", NODES, "_source_level", "sq"),
+    (":SOURce#:{f}:RANGe", NODES, "_source_range", "sq"),
+    (":SOURce#:{f}:RANGe:AUTO", NODES, "_source_autorange", "sq"),
+    ("[:SENSe#]:{f}[:DC]:PROTection[:LEVel]", NODES, "_compliance", "sq"),
+    ("[:SENSe#]:{f}[:DC]:PROTection:TRIPped", NODES, "_tripped_q", "q"),
+    ("[:SENSe#]:{f}[:DC]:RANGe[:UPPer]", NODES, "_sense_range", "sq"),
+    ("[:SENSe#]:{f}[:DC]:RANGe:AUTO", NODES, "_sense_autorange", "sq"),
+    ("[:SENSe#]:{f}[:DC]:NPLCycles", NODES, "_nplc", "sq"),
 )
-_COMPILED: list[tuple[Pattern, str, str, bool]] = [
-    (Pattern(template.format(f=node) + ("?" if query else "")), f, method, query)
-    for template, method, forms in FUNCTION_COMMANDS
-    for f, node in NODES.items()
-    for query in (False, True)
-    if ("q" if query else "s") in forms
-]
 
 
 class Keithley2400Emulator(ScpiEmulator):
@@ -97,6 +87,7 @@ class Keithley2400Emulator(ScpiEmulator):
     model = "Keithley 2400"
     idn = "KEITHLEY INSTRUMENTS INC.,MODEL 2400,QBSLAB-SIM,C32   Oct  4 2010 14:20:11/A02  /S/K"
     reply_termination = "\n"
+    function_handlers = function_commands(FUNCTION_COMMANDS)
 
     # -- state ------------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -180,16 +171,6 @@ class Keithley2400Emulator(ScpiEmulator):
     def _fmt(value: float) -> str:
         return f"{value:+.6E}"
 
-    def _find(self, header: str) -> tuple[Callable[..., str | None], tuple[int, ...]] | None:
-        """The @command handlers first, then the function-specific FUNCTION_COMMANDS."""
-        found = super()._find(header)
-        if found is None:
-            for pattern, f, method, query in _COMPILED:
-                suffixes = pattern.match(header)
-                if suffixes is not None:
-                    return partial(_dispatch, method=method, f=f, query=query), suffixes
-        return found
-
     # -- source -----------------------------------------------------------------------------------
     @command(":SOURce#:FUNCtion[:MODE]")
     def _source_function(self, args: list[str], n: tuple[int, ...]) -> None:
@@ -206,7 +187,7 @@ class Keithley2400Emulator(ScpiEmulator):
         self.output = False
         self._push()
 
-    def _source_level(self, f: str, args: list[str], query: bool) -> str | None:
+    def _source_level(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         top = LEVEL_MAX[f]
         if query:
             return self._fmt(number(args[0], -top, top, 0.0) if args else self.level[f])
@@ -217,7 +198,7 @@ class Keithley2400Emulator(ScpiEmulator):
         self._push()
         return None
 
-    def _source_range(self, f: str, args: list[str], query: bool) -> str | None:
+    def _source_range(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         ranges = RANGES[f]
         if query:
             return self._fmt(self._source_range_now(f))
@@ -229,7 +210,7 @@ class Keithley2400Emulator(ScpiEmulator):
         self._push()
         return None
 
-    def _source_autorange(self, f: str, args: list[str], query: bool) -> str | None:
+    def _source_autorange(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         if query:
             return "1" if self.source_auto[f] else "0"
         self.source_range[f] = self._source_range_now(f)
@@ -292,7 +273,7 @@ class Keithley2400Emulator(ScpiEmulator):
     def _concurrent_q(self, args: list[str], n: tuple[int, ...]) -> str:
         return "1" if self.concurrent else "0"
 
-    def _compliance(self, f: str, args: list[str], query: bool) -> str | None:
+    def _compliance(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         """The current compliance of the V-source (f CURR), the voltage compliance of the I-source."""
         top = LEVEL_MAX[f]
         if query:
@@ -311,10 +292,10 @@ class Keithley2400Emulator(ScpiEmulator):
         self._push()
         return None
 
-    def _tripped_q(self, f: str, args: list[str], query: bool) -> str:
+    def _tripped_q(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str:
         return "1" if self.source_function != f and self._in_compliance() else "0"
 
-    def _sense_range(self, f: str, args: list[str], query: bool) -> str | None:
+    def _sense_range(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         ranges = RANGES[f]
         if query:
             return self._fmt(self._sense_range_now(f))
@@ -328,7 +309,7 @@ class Keithley2400Emulator(ScpiEmulator):
         self._push()
         return None
 
-    def _sense_autorange(self, f: str, args: list[str], query: bool) -> str | None:
+    def _sense_autorange(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         if query:
             return "1" if self.sense_auto[f] and f != self.source_function else "0"
         on = to_bool(one_arg(args))
@@ -340,7 +321,7 @@ class Keithley2400Emulator(ScpiEmulator):
         self._push()
         return None
 
-    def _nplc(self, f: str, args: list[str], query: bool) -> str | None:
+    def _nplc(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         if query:
             return self._fmt(self.nplc)
         self.nplc = number(one_arg(args), 0.01, 10.0, 1.0)
@@ -348,7 +329,7 @@ class Keithley2400Emulator(ScpiEmulator):
 
     @command("[:SENSe#]:RESistance:NPLCycles")
     def _nplc_res(self, args: list[str], n: tuple[int, ...]) -> None:
-        self._nplc("RES", args, False)
+        self._nplc("RES", args, n, False)
 
     @command("[:SENSe#]:RESistance:NPLCycles?")
     def _nplc_res_q(self, args: list[str], n: tuple[int, ...]) -> str:
@@ -455,17 +436,3 @@ class Keithley2400Emulator(ScpiEmulator):
         if not self.latest:
             raise CommandError(-230, "Data corrupt or stale")
         return self._format_readings()
-
-
-def _dispatch(
-    emu: Keithley2400Emulator,
-    args: list[str],
-    n: tuple[int, ...],
-    *,
-    method: str,
-    f: str,
-    query: bool,
-) -> str | None:
-    """Call a function-specific handler (see FUNCTION_COMMANDS) with its function and form."""
-    handler: Callable[..., str | None] = getattr(emu, method)
-    return handler(f, args, query)

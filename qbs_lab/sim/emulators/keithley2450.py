@@ -30,12 +30,17 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 
 from scipy.optimize import brentq
 
-from qbs_lab.sim.emulators.base import CommandError, ScpiEmulator, command, to_bool, to_float
-from qbs_lab.sim.scpi import Pattern
+from qbs_lab.sim.emulators.base import (
+    CommandError,
+    ScpiEmulator,
+    command,
+    function_commands,
+    to_bool,
+    to_float,
+)
 
 __all__ = ["Keithley2450Emulator"]
 
@@ -229,13 +234,6 @@ FUNCTION_COMMANDS: tuple[tuple[str, dict[str, str], str, str], ...] = (
     ("[:SENSe#]:{f}:AVERage:TCONtrol", SENSE_NODES, "_sense_average_type", "sq"),
     (":MEASure:{f}", SENSE_NODES, "_measure_function", "q"),
 )
-_COMPILED: list[tuple[Pattern, str, str, bool]] = [
-    (Pattern(template.format(f=node) + ("?" if query else "")), f, method, query)
-    for template, nodes, method, forms in FUNCTION_COMMANDS
-    for f, node in nodes.items()
-    for query in (False, True)
-    if ("q" if query else "s") in forms
-]
 
 
 class Keithley2450Emulator(ScpiEmulator):
@@ -244,6 +242,7 @@ class Keithley2450Emulator(ScpiEmulator):
     model = "Keithley 2450"
     idn = "KEITHLEY INSTRUMENTS,MODEL 2450,QBSLAB-SIM,1.7.12b"
     reply_termination = "\n"
+    function_handlers = function_commands(FUNCTION_COMMANDS)
     language = "SCPI"  # *LANG? (QCoDeS needs SCPI; TSP and SCPI2400 are the others)
     line_frequency = 50  # Hz, :SYSTem:LFRequency? (the mains the instrument detected)
 
@@ -337,17 +336,6 @@ class Keithley2450Emulator(ScpiEmulator):
         """A number as the 2450 sends it: 7 significant digits unless :FORMat:ASCii:PRECision."""
         digits = self.ascii_precision or 7
         return f"{value:.{digits - 1}E}"
-
-    def _find(self, header: str) -> tuple[Callable[..., str | None], tuple[int, ...]] | None:
-        """The @command handlers first, then the function-specific FUNCTION_COMMANDS."""
-        found = super()._find(header)
-        if found is None:
-            for pattern, f, method, query in _COMPILED:
-                suffixes = pattern.match(header)
-                if suffixes is not None:
-                    handler = partial(_dispatch, method=method, f=f, query=query)
-                    return handler, suffixes
-        return found
 
     # -- common and system commands ---------------------------------------------------------------
     @command("*LANG?")
@@ -918,20 +906,6 @@ class Keithley2450Emulator(ScpiEmulator):
     @command(":ABORt")
     def _abort(self, args: list[str], n: tuple[int, ...]) -> None:
         return None
-
-
-def _dispatch(
-    emu: Keithley2450Emulator,
-    args: list[str],
-    n: tuple[int, ...],
-    *,
-    method: str,
-    f: str,
-    query: bool,
-) -> str | None:
-    """Call a function-specific handler (see FUNCTION_COMMANDS) with its function and form."""
-    handler: Callable[..., str | None] = getattr(emu, method)
-    return handler(f, args, n, query)
 
 
 def _display(value: float, function: str) -> str:
