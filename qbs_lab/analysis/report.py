@@ -117,11 +117,7 @@ def _plots(
     ax.set_ylabel("R [kΩ]")
     ax.set_title(f"{path.name}: {crossing.verdict}")
     ax.legend(fontsize=8)
-    out = Path(f"{stem}-crossing.png")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    written.append(out)
+    written.append(_save(fig, Path(f"{stem}-crossing.png")))
 
     if collapse is not None and math.isfinite(collapse.znu):
         excluded = {T for T, _ in collapse.excluded}
@@ -141,12 +137,17 @@ def _plots(
             f"collapse: zν = {collapse.znu:.3g} ± {collapse.znu_err:.2g}, S = {collapse.quality:.2g}"
         )
         ax.legend(fontsize=8)
-        out = Path(f"{stem}-collapse.png")
-        fig.tight_layout()
-        fig.savefig(out, dpi=110)
-        plt.close(fig)
-        written.append(out)
+        written.append(_save(fig, Path(f"{stem}-collapse.png")))
     return written
+
+
+def _save(fig: Any, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def format_report(result: dict[str, Any], x: str, plots: list[Path]) -> str:
