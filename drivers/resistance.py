@@ -5,7 +5,8 @@ the sample, and the lock-in reads the voltage X across the sample: I = (V_osc - 
 R = X / I. Before a reading the meter waits until the output filter has settled to ``residual`` of a
 step (:func:`qbs_lab.filters.settle_time`, from the time constant and slope), so a change made just
 before (a field step, a new excitation) is fully seen. An overloaded reading moves the sensitivity up
-and is taken again; a reading below 5 % of full scale moves it down (autoranging).
+and is taken again; a reading below 5 % of full scale moves it down to the smallest range it fills
+less than half of (autoranging).
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class ResistanceMeter:
             self.lockin.set_sensitivity(scale[i + 1])
             return True
         if not status.input_overload and i > 0 and biggest < 0.05 * sens and biggest < 0.5 * scale[i - 1]:
-            self.lockin.set_sensitivity(scale[i - 1])
+            # straight to the smallest range the reading fills less than half of: one re-read, not many
+            lower = [s for s in scale[:i] if biggest < 0.5 * s]
+            self.lockin.set_sensitivity(lower[0] if lower else scale[i - 1])
             return True
         return False

@@ -6,6 +6,14 @@
         Serve the station's emulated instruments on 127.0.0.1 (real time) until Ctrl-C.
     qbs-lab station check [PATH] [--sim [--scenario NAME] [--seed N]]
         Validate the station file, connect, and print every role's live reading and limits.
+    qbs-lab run PROCEDURE [--set KEY=VALUE ...] [--station PATH] [--sim [--scenario NAME] [--seed N]]
+        Run a procedure (a built-in name or a .py file) into a new dataset, with progress and time left.
+    qbs-lab estimate PROCEDURE [--set KEY=VALUE ...] [--station PATH]
+        Check every setpoint against the station's limits and time the plan on the simulated twin.
+    qbs-lab procedures [NAME]
+        The built-in procedures, or one procedure's parameters with their defaults and units.
+    qbs-lab runs | resume RUN_ID | export RUN_ID --netcdf   [--data DIR]
+        The catalog of runs; continue an interrupted or killed run; write a run as netCDF.
     qbs-lab analyze crossing PATH [--x B|V_g] [--over T] [--json]
         Crossing point and scaling collapse of R isotherms in a zarr or netCDF dataset, with plots.
 
@@ -20,14 +28,18 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from qbs_lab import __version__
 from qbs_lab.analysis.report import AnalysisInputError
 from qbs_lab.clock import RealClock
 from qbs_lab.drivers.errors import RoleError
+from qbs_lab.procedure import ProcedureError
+from qbs_lab.runs import LabOptions, PlanError, RunOutcome
 from qbs_lab.sim.lab import SimLab, SimLabError
 from qbs_lab.sim.sample import SCENARIOS
 from qbs_lab.station import StationError
+from qbs_lab.store import CatalogError, RunStoreError
 
 __all__ = ["main"]
 
@@ -58,6 +70,19 @@ def _add_lab_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_procedure_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("procedure", help="a built-in procedure (qbs-lab procedures) or a .py file")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter (repeatable); tuples as a,b,c or start:stop:num",
+    )
+    _add_lab_options(p)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qbs-lab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"qbs_lab {__version__}")
@@ -81,6 +106,27 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--sim", action="store_true", help="on the simulated lab instead of the instruments")
     check.add_argument("--scenario", choices=sorted(SCENARIOS), help="sample scenario, with --sim")
     check.add_argument("--seed", type=_seed, default=0, help="noise seed, with --sim (default: %(default)s)")
+    run = sub.add_parser("run", help="run a procedure into a new dataset")
+    _add_procedure_options(run)
+    run.add_argument("--sim", action="store_true", help="on the simulated lab instead of the instruments")
+    run.add_argument("--data", default="data", help="data directory (default: %(default)s)")
+    run.add_argument("--no-progress", action="store_true", help="no progress line")
+    estimate = sub.add_parser("estimate", help="check limits and time a procedure, touching no instrument")
+    _add_procedure_options(estimate)
+    procedures = sub.add_parser("procedures", help="the procedures, or one procedure's parameters")
+    procedures.add_argument("name", nargs="?", help="a procedure name or .py file")
+    runs = sub.add_parser("runs", help="the catalog of runs")
+    runs.add_argument("--data", default="data", help="data directory (default: %(default)s)")
+    runs.add_argument("--limit", type=int, default=20, help="newest N runs (default: %(default)s)")
+    resume = sub.add_parser("resume", help="continue a run from its first unmeasured point")
+    resume.add_argument("run_id", help="the run's id (qbs-lab runs)")
+    resume.add_argument("--data", default="data", help="data directory (default: %(default)s)")
+    resume.add_argument("--no-progress", action="store_true", help="no progress line")
+    export = sub.add_parser("export", help="write a run's dataset as netCDF")
+    export.add_argument("run_id", help="the run's id (qbs-lab runs)")
+    export.add_argument("--netcdf", action="store_true", required=True, help="as a netCDF file")
+    export.add_argument("--data", default="data", help="data directory (default: %(default)s)")
+    export.add_argument("-o", "--output", help="file to write (default: beside the store, .nc)")
     analyze = sub.add_parser("analyze", help="analysis of stored datasets")
     analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True)
     crossing = analyze_sub.add_parser("crossing", help="crossing point and scaling collapse of R isotherms")
@@ -98,6 +144,113 @@ def _analyze_crossing(args: argparse.Namespace) -> int:
 
     result, plots = analyze_crossing(args.path, x=args.x, over=args.over)
     print(json.dumps(result, allow_nan=False) if args.json else format_report(result, args.x, plots))
+    return 0
+
+
+def _lab_options(args: argparse.Namespace, sim: bool) -> LabOptions:
+    data = Path(getattr(args, "data", "data"))
+    return LabOptions(Path(args.station), sim, args.scenario, args.seed, data)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import time
+
+    from qbs_lab.procedure import load_procedure, parse_settings
+    from qbs_lab.runs import start_run
+
+    wall = time.perf_counter()
+    proc = load_procedure(args.procedure)
+    params = parse_settings(proc, args.settings)
+    outcome = start_run(proc, params, _lab_options(args, args.sim), progress=not args.no_progress)
+    return _report(outcome, time.perf_counter() - wall)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    import time
+
+    from qbs_lab.runs import LabOptions, resume_run
+
+    wall = time.perf_counter()
+    outcome = resume_run(args.run_id, LabOptions(data_dir=Path(args.data)), progress=not args.no_progress)
+    return _report(outcome, time.perf_counter() - wall)
+
+
+def _report(outcome: RunOutcome, wall: float) -> int:
+    from qbs_lab.progress import format_duration
+
+    result = outcome.result
+    print(f"run {outcome.run_id} {result.status}: {outcome.path}")
+    print(f"  {outcome.summary}")
+    fridge = f"fridge time {format_duration(result.duration)}"
+    if outcome.estimate is not None:
+        fridge += f" (estimated {format_duration(outcome.estimate.total)})"
+    print(f"  {fridge}, wall time {wall:.1f} s")
+    t = outcome.lab_truth
+    if t.get("B_c") is not None:
+        print(f"  simulated sample's truth: B_c = {t['B_c'] * 1e3:.3f} mT, R_c = {t['R_c']:.0f} Ohm")
+    elif t.get("V_gc") is not None:
+        print(f"  simulated sample's truth: V_gc = {t['V_gc']:.3f} V, R_c = {t['R_c_gate']:.0f} Ohm at B = 0")
+    for failure in result.park_failures:
+        print(f"qbs-lab: warning: could not park: {failure}", file=sys.stderr)
+    if result.status == "completed":
+        return 0
+    print(f"qbs-lab: run {outcome.run_id} {result.status}: {result.message}", file=sys.stderr)
+    print(f"  every measured point is kept; continue with: qbs-lab resume {outcome.run_id}", file=sys.stderr)
+    return 130 if result.status == "interrupted" else 1
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from qbs_lab.procedure import load_procedure, parse_settings
+    from qbs_lab.runs import estimate_plan, format_estimate
+    from qbs_lab.station import load_station
+
+    proc = load_procedure(args.procedure)
+    plan = proc.plan(parse_settings(proc, args.settings))
+    est = estimate_plan(plan, load_station(args.station), seed=args.seed, scenario=args.scenario)
+    print(format_estimate(est, plan))
+    return 0
+
+
+def _procedures(args: argparse.Namespace) -> int:
+    from qbs_lab.procedure import list_procedures, load_procedure
+    from qbs_lab.runs import procedure_help
+
+    if args.name:
+        print(procedure_help(load_procedure(args.name)))
+        return 0
+    for name in list_procedures():
+        print(f"  {name:<18} {load_procedure(name).doc.splitlines()[0]}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from qbs_lab.store.catalog import Catalog
+
+    records = Catalog(args.data).runs(args.limit)
+    if not records:
+        print(f"no runs in {args.data}")
+        return 0
+    print(f"{'id':>4}  {'procedure':<18} {'status':<11} {'points':>11}  {'created':<25} lab")
+    for r in records:
+        lab = f"sim ({r.scenario}, seed {r.seed})" if r.sim else "fridge"
+        print(
+            f"{r.run_id:>4}  {r.procedure:<18} {r.state:<11} {r.done:>5}/{r.points:<5}  {r.created:<25} {lab}"
+        )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import xarray as xr
+
+    from qbs_lab.store.catalog import Catalog
+
+    record = Catalog(args.data).get(args.run_id)
+    if record.path is None or not Path(record.path).exists():
+        raise PlanError([f"run {args.run_id}: its store {record.path} is missing"])
+    target = Path(args.output) if args.output else Path(record.path).with_suffix(".nc")
+    with xr.open_zarr(record.path) as ds:
+        ds.load().to_netcdf(target)
+    print(f"run {args.run_id}: {target}")
     return 0
 
 
@@ -172,6 +325,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _station_check(args)
         if args.command == "analyze" and args.analyze_command == "crossing":
             return _analyze_crossing(args)
+        commands = {
+            "run": _run,
+            "resume": _resume,
+            "estimate": _estimate,
+            "procedures": _procedures,
+            "runs": _runs,
+            "export": _export,
+        }
+        return commands[args.command](args)
     except SimLabError as err:
         print(f"qbs-lab: error: {err}", file=sys.stderr)
         return 2
@@ -179,7 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in err.problems:
             print(f"qbs-lab: error: {problem}", file=sys.stderr)
         return 2
-    except (RoleError, AnalysisInputError) as err:
+    except PlanError as err:
+        for problem in err.problems:
+            print(f"qbs-lab: error: {problem}", file=sys.stderr)
+        return 2
+    except (RoleError, AnalysisInputError, ProcedureError, CatalogError, RunStoreError) as err:
         print(f"qbs-lab: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

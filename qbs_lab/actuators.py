@@ -1,0 +1,214 @@
+"""How each axis kind moves through the station's roles, and what the station measures at a point.
+
+:func:`check_plan` checks every setpoint of a plan against the station file's limits without touching
+an instrument (the roles check again before each command). :func:`bind_axes` gives each axis a mover:
+V_g and B ramp through the gate and magnet roles (steps, rates, leakage, quench), T sets the heater and
+waits until the sample thermometer is stable (:class:`TemperatureStabilizer`), P_rf and I_exc set the RF
+source and the lock-in's excitation. :func:`station_measurements` reads R, X, Y, I, T_mc, T_sample,
+B_meas, V_g_meas and I_leak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from qbs_lab.clock import Clock
+from qbs_lab.drivers.errors import LimitError, SafetyError
+from qbs_lab.plan import Plan, TemperaturePolicy
+from qbs_lab.station import Station, StationConfig
+
+__all__ = [
+    "STATION_VARIABLES",
+    "Mover",
+    "StabilizationTimeout",
+    "TemperatureStabilizer",
+    "bind_axes",
+    "check_plan",
+    "station_measurements",
+]
+
+#: what the station measures at every point: name -> (units, long_name)
+STATION_VARIABLES: dict[str, tuple[str, str]] = {
+    "R": ("Ohm", "sample resistance"),
+    "X": ("V", "lock-in in-phase voltage"),
+    "Y": ("V", "lock-in quadrature voltage"),
+    "I": ("A", "excitation current applied"),
+    "T_mc": ("K", "mixing-chamber temperature"),
+    "T_sample": ("K", "sample-stage temperature"),
+    "B_meas": ("T", "magnetic field read back"),
+    "V_g_meas": ("V", "gate voltage read back"),
+    "I_leak": ("A", "gate leakage current"),
+}
+
+#: the phase each axis kind's moves are accounted to (estimate and progress)
+PHASE = {"V_g": "ramp", "B": "ramp", "T": "stabilize", "P_rf": "ramp", "I_exc": "ramp"}
+
+
+class StabilizationTimeout(SafetyError):
+    """The sample did not stabilize at a temperature setpoint within the policy's timeout."""
+
+
+@dataclass
+class Mover:
+    """Moves one axis: ``move(value)`` returns when the axis is there (waits included)."""
+
+    name: str
+    phase: str
+    move: Callable[[float], None]
+
+
+def check_plan(plan: Plan, config: StationConfig) -> list[str]:
+    """Every setpoint of ``plan`` against the station's limits; the problems, one line each (none: [])."""
+    problems: list[str] = []
+    setpoints = plan.setpoints()
+    for name, values in setpoints.items():
+        for v in values:
+            try:
+                _check_one(name, v, plan, config)
+            except LimitError as err:
+                problems.append(f"{name} = {v:g}: {err}")
+                break  # one line per axis: the first value out of bounds tells the story
+    return problems
+
+
+def _check_one(name: str, v: float, plan: Plan, config: StationConfig) -> None:
+    if name == "V_g":
+        config.gate.check(v)
+    elif name == "B":
+        config.magnet.check(v, plan.field_policy.rate or config.magnet.max_rate)
+    elif name == "T":
+        lim = config.thermometry
+        if not 0 < v <= lim.max_temperature:
+            raise LimitError(f"temperature setpoint {v:g} K is outside (0, {lim.max_temperature}] K")
+        heater = plan.temperature_policy.heater_range(v)
+        if heater > lim.max_heater_range * (1 + 1e-9):
+            raise LimitError(
+                f"heater range {heater:g} A for {v:g} K is above the cap {lim.max_heater_range:g} A"
+            )
+    elif name == "P_rf":
+        if config.rf is None or config.role_instrument("rf") is None:
+            raise LimitError("the station has no RF source (roles.rf and safety.rf)")
+        if round(v, 2) > config.rf.max_power:
+            raise LimitError(f"RF power {v:g} dBm is above the cap {config.rf.max_power} dBm")
+    elif name == "I_exc":
+        volts = v * config.bias_resistor
+        if not (v > 0 and 0.004 <= volts <= 5.0):
+            raise LimitError(
+                f"excitation {v:g} A needs {volts:g} V rms through {config.bias_resistor:g} Ohm;"
+                " the lock-in's sine output goes from 0.004 to 5 V"
+            )
+
+
+class TemperatureStabilizer:
+    """Sets the heater for a setpoint and waits until the sample thermometer is stable.
+
+    ``outcomes`` records each setpoint's result: (setpoint [K], seconds waited, "stable" or "timeout").
+    """
+
+    def __init__(self, station: Station, policy: TemperaturePolicy, clock: Clock) -> None:
+        self.station, self.policy, self.clock = station, policy, clock
+        self.outcomes: list[tuple[float, float, str]] = []
+
+    def move(self, setpoint: float) -> None:
+        p, thermo = self.policy, self.station.thermometry
+        thermo.set_heater_range(p.heater_range(setpoint))
+        thermo.set_setpoint(setpoint)
+        band = p.band(setpoint)
+        start = self.clock.now()
+        stable_since: float | None = None
+        while True:
+            now = self.clock.now()
+            if abs(thermo.temperature_sample() - setpoint) <= band:
+                stable_since = now if stable_since is None else stable_since
+                if now - stable_since >= p.hold:
+                    self.outcomes.append((setpoint, now - start, "stable"))
+                    return
+            else:
+                stable_since = None
+            if now - start >= p.timeout:
+                self.outcomes.append((setpoint, now - start, "timeout"))
+                if p.on_timeout == "abort":
+                    raise StabilizationTimeout(
+                        f"the sample did not stay within {band * 1e3:.2g} mK of {setpoint * 1e3:.4g} mK for"
+                        f" {p.hold:g} s within {p.timeout:g} s (it reads"
+                        f" {thermo.temperature_sample() * 1e3:.4g} mK)"
+                    )
+                return
+            self.clock.sleep(p.poll)
+
+
+def bind_axes(
+    plan: Plan, station: Station | None, clock: Clock
+) -> tuple[dict[str, Mover], TemperatureStabilizer | None]:
+    """A mover for every axis and fixed setpoint of ``plan`` (custom axes use their setters)."""
+    movers = {a.name: Mover(a.name, "ramp", a.setter) for a in plan.axes if a.setter is not None}
+    stabilizer = None
+    for name in [a.name for a in plan.axes] + list(plan.fixed):
+        if name in movers:
+            continue
+        if station is None:
+            raise ValueError(f"axis {name} needs a station")
+        if name == "T":
+            stabilizer = TemperatureStabilizer(station, plan.temperature_policy, clock)
+            movers[name] = Mover(name, PHASE[name], stabilizer.move)
+        else:
+            movers[name] = Mover(name, PHASE[name], _station_setter(name, plan, station))
+    return movers, stabilizer
+
+
+def _station_setter(name: str, plan: Plan, station: Station) -> Callable[[float], None]:
+    if name == "V_g":
+        return station.gate.ramp_to
+    if name == "B":
+        rate = plan.field_policy.rate
+        return lambda tesla: station.magnet.ramp_to(tesla, rate)
+    if name == "P_rf":
+        rf = station.rf
+        if rf is None:
+            raise LimitError("the station has no RF source for the axis P_rf")
+
+        def set_rf(dbm: float) -> None:
+            rf.set_power(dbm)
+            rf.set_output(True)
+
+        return set_rf
+    bias = station.config.bias_resistor  # I_exc: the lock-in's sine output through the bias resistor
+    return lambda amps: station.lockin.set_amplitude(amps * bias)
+
+
+def station_measurements(station: Station) -> Callable[[], tuple[float, ...]]:
+    """A function that reads the station's standard set, in :data:`STATION_VARIABLES` order."""
+    meter, thermo, magnet, gate = station.resistance, station.thermometry, station.magnet, station.gate
+
+    def read() -> tuple[float, ...]:
+        r = meter.measure(settle=False)
+        return (
+            r.R,
+            r.X,
+            r.Y,
+            r.I,
+            thermo.temperature_mc(),
+            thermo.temperature_sample(),
+            magnet.field(),
+            gate.voltage(),
+            gate.leakage(),
+        )
+
+    return read
+
+
+def park(station: Station) -> list[str]:
+    """The station's safe state: RF off, gate at its safe value, magnet at zero; what failed, if any."""
+    failures: list[str] = []
+    steps: list[tuple[str, Callable[[], None]]] = []
+    if station.rf is not None:
+        steps.append(("RF output off", lambda: station.rf.set_output(False)))  # type: ignore[union-attr]
+    steps.append((f"gate to {station.config.gate.safe_value} V", station.gate.to_safe_value))
+    steps.append(("magnet to 0 T", lambda: station.magnet.ramp_to(0.0)))
+    for what, step in steps:
+        try:
+            step()
+        except Exception as err:  # park what can be parked; report the rest
+            failures.append(f"{what}: {type(err).__name__}: {err}")
+    return failures

@@ -1,0 +1,197 @@
+"""What a procedure is, and how one is found and given its parameters.
+
+A procedure is a module (one of ``qbs_lab.procedures``, or a user's own ``.py`` file run by path) with
+
+- ``Parameters``: a dataclass whose fields are the procedure's typed parameters, each with a default
+  that runs as-is on the simulated lab; :func:`param` attaches units and a one-line help;
+- ``plan(p: Parameters) -> Plan``: the sweep those parameters describe.
+
+``qbs-lab run NAME --set key=value`` parses each value by the field's type: a number, a whole number,
+``true``/``false``, text, or for a tuple of numbers either ``0.05,0.1,0.2`` or ``start:stop:num``
+(``num`` evenly spaced values, ends included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import pkgutil
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qbs_lab.plan import Plan, linspace
+
+__all__ = [
+    "Procedure",
+    "ProcedureError",
+    "describe_parameters",
+    "list_procedures",
+    "load_procedure",
+    "param",
+    "parameters_from_dict",
+    "parse_settings",
+]
+
+
+class ProcedureError(Exception):
+    """A procedure that cannot be found or loaded, or a parameter a user set wrongly."""
+
+
+def param(default: Any, units: str = "", help: str = "") -> Any:
+    """A procedure parameter with its default, units and a one-line help."""
+    if isinstance(default, list):
+        default = tuple(default)
+    return dataclasses.field(default=default, metadata={"units": units, "help": help})
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """A loaded procedure: its name, its module's Parameters class and plan function, where it came from."""
+
+    name: str
+    parameters: type
+    plan_fn: Callable[[Any], Plan]
+    source: str | None  # the file of a user's procedure; None for a built-in one
+    doc: str
+
+    def plan(self, params: Any) -> Plan:
+        try:
+            plan = self.plan_fn(params)
+        except ValueError as err:  # an axis or plan the parameters make impossible
+            raise ProcedureError(f"procedure {self.name}: {err}") from None
+        if not isinstance(plan, Plan):
+            raise ProcedureError(f"procedure {self.name}: plan() returned {type(plan).__name__}, not a Plan")
+        return dataclasses.replace(plan, procedure=self.name, parameters=dataclasses.asdict(params))
+
+
+def list_procedures() -> list[str]:
+    """The built-in procedures' names."""
+    import qbs_lab.procedures as pkg
+
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+
+
+def load_procedure(name_or_path: str) -> Procedure:
+    """A built-in procedure by name, or a user's procedure file by path (anything ending in .py)."""
+    if name_or_path.endswith(".py") or "/" in name_or_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ProcedureError(f"{path}: no such procedure file")
+        name = path.stem
+        spec = importlib.util.spec_from_file_location(f"qbs_lab_user_procedure_{name}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while being made
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            raise ProcedureError(f"{path}: cannot load ({type(err).__name__}: {err})") from None
+        source: str | None = str(path.resolve())
+    else:
+        known = list_procedures()
+        if name_or_path not in known:
+            raise ProcedureError(
+                f"no procedure {name_or_path!r}; the built-in ones are {', '.join(known)}"
+                " (or give a path to your own .py file)"
+            )
+        name = name_or_path
+        module = importlib.import_module(f"qbs_lab.procedures.{name}")
+        source = None
+    return _from_module(name, module, source)
+
+
+def _from_module(name: str, module: types.ModuleType, source: str | None) -> Procedure:
+    where = source or f"qbs_lab.procedures.{name}"
+    params = getattr(module, "Parameters", None)
+    plan_fn = getattr(module, "plan", None)
+    if params is None or not dataclasses.is_dataclass(params):
+        raise ProcedureError(f"{where}: a procedure needs a dataclass named Parameters")
+    if not callable(plan_fn):
+        raise ProcedureError(f"{where}: a procedure needs a function plan(p: Parameters) -> Plan")
+    doc = (module.__doc__ or "").strip().split("\n\n")[0]
+    return Procedure(name, params, plan_fn, source, doc)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _parse(text: str, kind: Any, key: str) -> Any:
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() == "none" and type(None) in args:
+            return None
+        kind = next(a for a in args if a is not type(None))
+        return _parse(text, kind, key)
+    try:
+        if kind is bool:
+            if text.lower() in ("true", "yes", "1", "on"):
+                return True
+            if text.lower() in ("false", "no", "0", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is str:
+            return text
+        if typing.get_origin(kind) is tuple:
+            if text.count(":") == 2:
+                start, stop, num = text.split(":")
+                return linspace(float(start), float(stop), int(num))
+            return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        pass
+    expected = {bool: "true or false", int: "a whole number", float: "a number"}.get(
+        kind, "numbers as a,b,c or start:stop:num"
+    )
+    raise ProcedureError(f"--set {key}={text}: expected {expected}")
+
+
+def parse_settings(proc: Procedure, settings: Sequence[str]) -> Any:
+    """The procedure's Parameters with ``key=value`` settings applied (each parsed by its field type)."""
+    types_ = _field_types(proc.parameters)
+    values: dict[str, Any] = {}
+    for item in settings:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ProcedureError(f"--set {item}: expected key=value")
+        if key not in types_:
+            raise ProcedureError(
+                f"--set {key}: procedure {proc.name} has no parameter {key!r}; it has {', '.join(types_)}"
+            )
+        values[key] = _parse(text.strip(), types_[key], key)
+    return _build(proc, values)
+
+
+def parameters_from_dict(proc: Procedure, values: dict[str, Any]) -> Any:
+    """Parameters from stored JSON values (lists back to tuples)."""
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return _build(proc, fixed)
+
+
+def _build(proc: Procedure, values: dict[str, Any]) -> Any:
+    try:
+        return proc.parameters(**values)
+    except (TypeError, ValueError) as err:
+        raise ProcedureError(f"procedure {proc.name}: {err}") from None
+
+
+def describe_parameters(proc: Procedure) -> list[str]:
+    """One line per parameter: name, default, units, help."""
+    lines = []
+    for f in dataclasses.fields(proc.parameters):
+        default = f.default
+        shown = ",".join(f"{v:g}" for v in default) if isinstance(default, tuple) else default
+        units = f" {f.metadata.get('units')}" if f.metadata.get("units") else ""
+        lines.append(f"  {f.name} = {shown}{units}    {f.metadata.get('help', '')}".rstrip())
+    return lines

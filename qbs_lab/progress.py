@@ -1,0 +1,96 @@
+"""A progress line for long runs: points done, percent, time elapsed and time left.
+
+Time left comes from the run's estimated schedule when there is one (the fridge time at which each
+point is expected, from ``qbs-lab estimate``), scaled by how the run keeps up with it; otherwise from
+the mean time per point so far. On a terminal the line redraws in place (at most 5 times a second);
+in a log file a line is written every 10 %.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+__all__ = ["Progress", "format_duration"]
+
+
+def format_duration(seconds: float) -> str:
+    """h:mm:ss (d h:mm:ss beyond a day)."""
+    seconds = max(0, round(seconds))
+    days, rem = divmod(seconds, 86400)
+    h, rem = divmod(rem, 3600)
+    m, s = divmod(rem, 60)
+    return (f"{days}d " if days else "") + f"{h:d}:{m:02d}:{s:02d}"
+
+
+class Progress:
+    """A subscriber that draws progress; ``schedule[k]`` is the expected time [s] of point k, and
+    ``schedule_end`` the expected end (parking included)."""
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        start: int = 0,
+        schedule: Sequence[float] | None = None,
+        schedule_end: float | None = None,
+        label: str = "",
+        out: TextIO | None = None,
+        t_start: float = 0.0,
+    ) -> None:
+        self.total, self.start, self.label = total, start, label
+        self.schedule, self.schedule_end = schedule, schedule_end
+        self.out = out or sys.stderr
+        self.tty = self.out.isatty()
+        self.t_start = t_start  # the run's time axis value when this segment started
+        self._last_draw = 0.0
+        self._last_decile = -1
+        self.done = start
+        self.t = t_start
+
+    def __call__(self, k: int, index: tuple[int, ...], values: Sequence[float]) -> None:
+        self.done, self.t = k + 1, values[-1]
+        if self.tty:
+            now = time.monotonic()
+            if now - self._last_draw >= 0.2 or self.done == self.total:
+                self._last_draw = now
+                self.out.write("\r" + self.line())
+                self.out.flush()
+        else:
+            decile = 10 * self.done // self.total
+            if decile != self._last_decile:
+                self._last_decile = decile
+                self.out.write(self.line() + "\n")
+                self.out.flush()
+
+    def time_left(self) -> float | None:
+        """Seconds left [run's clock], or None before there is anything to go by."""
+        elapsed = self.t - self.t_start
+        if self.schedule is not None and self.schedule_end is not None and self.done > 0:
+            k = self.done - 1 - self.start
+            if 0 <= k < len(self.schedule):
+                predicted = self.schedule[k] - (self.schedule[0] if self.start else 0.0)
+                factor = elapsed / predicted if predicted > 0 else 1.0
+                return max(0.0, (self.schedule_end - self.schedule[k]) * factor)
+        n = self.done - self.start
+        if n <= 0:
+            return None
+        return elapsed / n * (self.total - self.done)
+
+    def line(self) -> str:
+        width = 24
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * int(width * frac) + "." * (width - int(width * frac))
+        left = self.time_left()
+        left_text = f", {format_duration(left)} left" if left is not None and self.done < self.total else ""
+        return (
+            f"{self.label}[{bar}] {self.done}/{self.total} points {100 * frac:3.0f}%"
+            f"  {format_duration(self.t)} elapsed{left_text}   "
+        )
+
+    def finish(self) -> None:
+        if self.tty:
+            self.out.write("\r" + self.line() + "\n")
+            self.out.flush()

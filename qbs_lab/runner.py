@@ -1,0 +1,208 @@
+"""The runner: executes a :class:`~qbs_lab.plan.Plan` point by point on a station (or custom axes).
+
+Per point, in run order (:meth:`Plan.order`, snake lines reversed): each axis whose index changed moves,
+outermost first, through its mover (ramps and stabilization, waits on the clock); the lock-in settles;
+the measurements are read; the point goes to the store and to every subscriber. Time spent is accounted
+to the phases ``ramp``, ``stabilize``, ``settle``, ``measure`` and ``park`` (on the clock, so in
+simulation it is fridge time), which is what ``qbs-lab estimate`` reports.
+
+A stop request (Ctrl-C, :mod:`qbs_lab.interrupt`) ends the run at the next safe point with status
+``interrupted``; a safety fault (leakage, quench, limit, a temperature that will not stabilize) or any
+other error ends it ``aborted`` with the reason. Either way every measured point is in the store, and
+the gate, magnet and RF source are returned to the station's safe state (:func:`actuators.park`); a
+completed run parks too unless the plan says ``park=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from qbs_lab.actuators import (
+    STATION_VARIABLES,
+    bind_axes,
+    park,
+    station_measurements,
+)
+from qbs_lab.clock import Clock, RealClock
+from qbs_lab.drivers.errors import SafetyError
+from qbs_lab.filters import settle_time
+from qbs_lab.interrupt import RunInterrupted, StopRequest
+from qbs_lab.plan import Plan
+from qbs_lab.station import Station
+from qbs_lab.store.run_store import RunStore
+
+__all__ = ["PHASES", "RunResult", "Runner", "Subscriber"]
+
+PHASES = ("ramp", "stabilize", "settle", "measure", "park")
+
+
+class Subscriber(Protocol):
+    """Told of every point: its run-order number ``k``, grid ``index`` and ``values`` (t last)."""
+
+    def __call__(self, k: int, index: tuple[int, ...], values: Sequence[float]) -> None: ...
+
+
+@dataclass
+class RunResult:
+    """How a run ended: status (completed, interrupted, aborted), the points done, fridge time per
+    phase [s], when each point was taken [s on the run's time axis], and the reason if it stopped."""
+
+    status: str
+    done: int
+    points: int
+    phases: dict[str, float]
+    message: str | None = None
+    park_failures: list[str] = field(default_factory=list)
+    stabilization: list[tuple[float, float, str]] = field(default_factory=list)
+    point_times: list[float] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return sum(self.phases.values())
+
+
+class Runner:
+    """Runs ``plan`` on ``station`` (None for a plan of custom axes and measurements).
+
+    Parameters
+    ----------
+    plan : Plan
+    station : Station, optional
+        The roles; their clock is the one the runner waits on unless ``clock`` is given.
+    store : RunStore, optional
+        Where points go (None: nowhere, as for an estimate).
+    stop : StopRequest, optional
+        Checked between points; the station's clock should be a GuardedClock on the same request.
+    subscribers : sequence of Subscriber
+        Called after each point (progress, online analysis).
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        station: Station | None = None,
+        *,
+        clock: Clock | None = None,
+        store: RunStore | None = None,
+        stop: StopRequest | None = None,
+        subscribers: Sequence[Subscriber] = (),
+    ) -> None:
+        self.plan, self.station, self.store = plan, station, store
+        self.clock: Clock = clock or (station.clock if station is not None else RealClock())
+        self.stop = stop or StopRequest()
+        self.subscribers = list(subscribers)
+        self.movers, self.stabilizer = bind_axes(plan, station, self.clock)
+        if plan.measurements:
+            getters = [m.getter for m in plan.measurements]
+            self.variables = tuple(m.name for m in plan.measurements)
+
+            def read() -> tuple[float, ...]:
+                return tuple(g() for g in getters)
+
+            self._read: Callable[[], tuple[float, ...]] = read
+        elif station is not None:
+            self.variables = tuple(STATION_VARIABLES)
+            self._read = station_measurements(station)
+        else:
+            raise ValueError("a plan without a station needs its own measurements")
+        self.variables = (*self.variables, "t")
+
+    def variable_attrs(self) -> dict[str, dict[str, str]]:
+        """CF attributes (units, long_name) of every stored variable, t last."""
+        attrs = {m.name: {"units": m.units, "long_name": m.long_name} for m in self.plan.measurements}
+        if not self.plan.measurements:
+            attrs = {k: {"units": u, "long_name": n} for k, (u, n) in STATION_VARIABLES.items()}
+        attrs["t"] = {"units": "s", "long_name": "time since the run started"}
+        return attrs
+
+    def run(self, start: int = 0, t_offset: float = 0.0) -> RunResult:
+        """Run from the ``start``-th point in run order; ``t`` continues from ``t_offset`` [s]."""
+        plan, clock, stop = self.plan, self.clock, self.stop
+        phases = dict.fromkeys(PHASES, 0.0)
+        order = plan.order()
+        n = len(order)
+        result = RunResult("running", start, n, phases)
+        t_origin = clock.now() - t_offset
+        try:
+            settle = self._prepare(phases)
+            movers = [self.movers[a.name] for a in plan.axes]
+            values = [a.values for a in plan.axes]
+            ndim = len(movers)
+            read, store, subscribers, now = self._read, self.store, self.subscribers, clock.now
+            times = result.point_times
+            prev: tuple[int, ...] = (-1,) * ndim
+            for k in range(start, n):
+                idx = tuple(order[k].tolist())
+                for d in range(ndim):
+                    if idx[d] != prev[d]:
+                        mover = movers[d]
+                        t0 = now()
+                        mover.move(values[d][idx[d]])
+                        phases[mover.phase] += now() - t0
+                prev = idx
+                t0 = now()
+                if settle > 0:
+                    clock.sleep(settle)
+                t1 = now()
+                record = (*read(), t1 - t_origin)
+                t2 = now()
+                phases["settle"] += t1 - t0
+                phases["measure"] += t2 - t1
+                if store is not None:
+                    store.record(idx, record)
+                for s in subscribers:
+                    s(k, idx, record)
+                times.append(t1 - t_origin)
+                result.done = k + 1
+                stop.check()
+            result.status = "completed"
+        except RunInterrupted as err:
+            result.status, result.message = "interrupted", str(err)
+        except KeyboardInterrupt:
+            result.status, result.message = "interrupted", "stopped by Ctrl-C"
+        except SafetyError as err:
+            result.status, result.message = "aborted", f"{type(err).__name__}: {err}"
+        except Exception as err:  # an instrument that stopped answering, a driver error: recorded
+            result.status, result.message = "aborted", f"{type(err).__name__}: {err}"
+        finally:
+            if self.store is not None:
+                self.store.flush()
+            if self.stabilizer is not None:
+                result.stabilization = list(self.stabilizer.outcomes)
+            if self.station is not None and (plan.park or result.status != "completed"):
+                stop.parking = True
+                t0 = clock.now()
+                try:
+                    result.park_failures = park(self.station)
+                finally:
+                    stop.parking = False
+                    phases["park"] += clock.now() - t0
+        return result
+
+    def _prepare(self, phases: dict[str, float]) -> float:
+        """Lock-in time constant, fixed setpoints; the settle wait per point [s]."""
+        plan, station = self.plan, self.station
+        if station is None:
+            return 0.0
+        lockin = station.lockin
+        if plan.settle.time_constant is not None:
+            lockin.set_time_constant(plan.settle.time_constant)
+        residual = plan.settle.residual or station.config.settle_residual
+        for name, value in plan.fixed.items():
+            mover = self.movers[name]
+            t0 = self.clock.now()
+            mover.move(value)
+            phases[mover.phase] += self.clock.now() - t0
+        return settle_time(lockin.time_constant(), lockin.filter_slope(), residual)
+
+
+def first_unmeasured(plan: Plan, measured: np.ndarray) -> int:
+    """The run-order number of the first point not yet measured (``plan.size`` when all are)."""
+    order = plan.order()
+    done = measured[tuple(order.T)]
+    missing = np.flatnonzero(~done)
+    return int(missing[0]) if len(missing) else plan.size

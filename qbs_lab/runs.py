@@ -1,0 +1,416 @@
+"""The whole job of a run: check, estimate, connect, run into a new store, record, and resume.
+
+:func:`estimate_plan` checks every setpoint against the station's limits (no instrument touched), then
+dry-runs the plan on the station's simulated twin (same roles, same waits, virtual clock, no store) and
+returns the fridge time split into ramps, stabilization, settling, measuring and parking, with the time
+each point is expected: the schedule the progress line's "time left" follows.
+
+:func:`start_run` makes the catalog entry and the store (``data/<date>/<run_id>-<procedure>.zarr``),
+runs with Ctrl-C routed to a safe stop, and records how it ended. :func:`resume_run` continues a run
+that was interrupted, aborted or killed from its first unmeasured point onto the same grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from qbs_lab import __version__
+from qbs_lab.actuators import check_plan
+from qbs_lab.clock import RealClock
+from qbs_lab.interrupt import GuardedClock, StopRequest, catch_sigint
+from qbs_lab.plan import AXIS_KINDS, Plan
+from qbs_lab.procedure import Procedure, load_procedure, parameters_from_dict
+from qbs_lab.progress import Progress, format_duration
+from qbs_lab.runner import PHASES, Runner, RunResult, Subscriber, first_unmeasured
+from qbs_lab.sim.lab import SimLab
+from qbs_lab.station import Station, StationConfig, StationError, load_station
+from qbs_lab.store.catalog import Catalog, now_iso
+from qbs_lab.store.run_store import RunStore
+
+__all__ = [
+    "Estimate",
+    "LabOptions",
+    "PlanError",
+    "RunOutcome",
+    "estimate_plan",
+    "format_estimate",
+    "resume_run",
+    "start_run",
+]
+
+
+class PlanError(Exception):
+    """A plan the station may not run (setpoints outside its limits), or a run that cannot go on."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class LabOptions:
+    """Where a run happens: the station file, simulated or not (scenario, seed), the data directory."""
+
+    station: Path = Path("station.yaml")
+    sim: bool = False
+    scenario: str | None = None
+    seed: int = 0
+    data_dir: Path = Path("data")
+
+
+@dataclass
+class Estimate:
+    """Fridge time [s] per phase, the expected time of each point and the end (parking included)."""
+
+    phases: dict[str, float]
+    schedule: list[float]
+    points: int
+
+    @property
+    def total(self) -> float:
+        return sum(self.phases.values())
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    path: Path
+    result: RunResult
+    estimate: Estimate | None = None
+    summary: str = ""
+    lab_truth: dict[str, Any] = field(default_factory=dict)
+
+
+# -- estimate ------------------------------------------------------------------------------------------
+def estimate_plan(
+    plan: Plan, config: StationConfig, *, seed: int = 0, scenario: str | None = None, start: int = 0
+) -> Estimate:
+    """Check ``plan`` against the station's limits, then time it on the station's simulated twin."""
+    problems = check_plan(plan, config)
+    if problems:
+        raise PlanError([f"{config.path}: outside the station's limits: {p}" for p in problems])
+    try:
+        lab = SimLab.from_station(config.path, seed=seed, scenario=scenario)
+    except Exception as err:
+        raise PlanError([f"{config.path}: no simulated twin for the estimate ({err})"]) from None
+    with lab:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the twin's "Connected to" lines are noise
+                station = config.connect(lab=lab)
+        except StationError as err:
+            raise PlanError(
+                [f"the estimate needs an emulator for every role's instrument: {p}" for p in err.problems]
+            ) from None
+        with station:
+            result = Runner(plan, station).run(start=start)
+    if result.status != "completed":
+        raise PlanError(
+            [f"the dry run on the simulated lab stopped at point {result.done}: {result.message}"]
+        )
+    return Estimate(dict(result.phases), result.point_times, plan.size - start)
+
+
+def format_estimate(est: Estimate, plan: Plan) -> str:
+    names = {
+        "ramp": "ramps",
+        "stabilize": "temperature stabilization",
+        "settle": "lock-in settling",
+        "measure": "measuring",
+        "park": "parking",
+    }
+    grid = " x ".join(f"{a.name}[{len(a.values)}]" for a in plan.axes)
+    lines = [f"{plan.procedure}: {est.points} points on {grid}"]
+    lines.append("  every setpoint is within the station's limits")
+    lines.append(f"  estimated fridge time {format_duration(est.total)}:")
+    for phase in PHASES:
+        share = est.phases[phase] / est.total if est.total else 0.0
+        lines.append(f"    {names[phase]:<26} {format_duration(est.phases[phase]):>10}  {100 * share:4.1f} %")
+    return "\n".join(lines)
+
+
+# -- connecting ----------------------------------------------------------------------------------------
+@contextmanager
+def _station(
+    config: StationConfig, opts: LabOptions, stop: StopRequest
+) -> Iterator[tuple[Station, SimLab | None]]:
+    lab = SimLab.from_station(opts.station, seed=opts.seed, scenario=opts.scenario) if opts.sim else None
+    try:
+        clock = GuardedClock(lab.clock if lab is not None else RealClock(), stop)
+        station = config.connect(lab=lab, clock=clock)
+        try:
+            yield station, lab
+        finally:
+            station.close()
+    finally:
+        if lab is not None:
+            lab.close()
+
+
+def _snapshot(station: Station) -> dict[str, Any]:
+    instruments: dict[str, Any] = {}
+    for name, driver in station.drivers.items():
+        snap = getattr(driver, "snapshot", None)
+        try:
+            instruments[name] = snap(update=False) if callable(snap) else {"class": type(driver).__name__}
+        except Exception as err:  # a snapshot is a record, never a reason to stop a run
+            instruments[name] = {"class": type(driver).__name__, "snapshot_error": str(err)}
+    return {"file": str(station.config.path), "instruments": instruments}
+
+
+def _software() -> dict[str, str]:
+    out = {"qbs_lab": __version__}
+    for pkg in ("qcodes", "pymeasure", "pyvisa", "xarray", "zarr", "numpy"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[pkg] = version(pkg)
+    return out
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str, allow_nan=True)
+
+
+class _CatalogProgress:
+    """Keeps the catalog's ``done`` count current, at most every few seconds."""
+
+    def __init__(self, catalog: Catalog, run_id: str, every: float = 5.0) -> None:
+        import time
+
+        self._time = time.monotonic
+        self.catalog, self.run_id, self.every, self._last = catalog, run_id, every, self._time()
+
+    def __call__(self, k: int, index: tuple[int, ...], values: Sequence[float]) -> None:
+        if self._time() - self._last >= self.every:
+            self._last = self._time()
+            self.catalog.update(self.run_id, done=k + 1)
+
+
+# -- running -------------------------------------------------------------------------------------------
+def start_run(
+    proc: Procedure,
+    params: Any,
+    opts: LabOptions,
+    *,
+    out: TextIO | None = None,
+    progress: bool = True,
+    estimate: bool = True,
+    subscribers: Sequence[Subscriber] = (),
+) -> RunOutcome:
+    """Run ``proc`` with ``params`` into a new store; the catalog records it from start to end."""
+    config = load_station(opts.station)
+    plan = proc.plan(params)
+    problems = check_plan(plan, config)
+    if problems:
+        raise PlanError([f"{opts.station}: outside the station's limits: {p}" for p in problems])
+    est = None
+    if estimate and opts.sim:  # at the fridge the twin may lack an emulator: then progress goes by rate
+        est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario)
+    elif estimate:
+        try:
+            est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario)
+        except PlanError:
+            est = None
+    if est is not None and progress:
+        print(
+            f"{proc.name}: {plan.size} points, estimated fridge time {format_duration(est.total)}",
+            file=out or sys.stderr,
+            flush=True,
+        )
+    catalog = Catalog(opts.data_dir)
+    run_id = catalog.new_run(
+        procedure=proc.name,
+        source=proc.source,
+        points=plan.size,
+        station=str(Path(opts.station).resolve()),
+        sim=opts.sim,
+        scenario=(opts.scenario or config.sim.get("scenario", "clean")) if opts.sim else None,
+        seed=opts.seed if opts.sim else None,
+        parameters=dataclasses.asdict(params),
+    )
+    path = opts.data_dir / date.today().isoformat() / f"{run_id}-{proc.name}.zarr"
+    catalog.update(run_id, path=str(path))
+    stop = StopRequest()
+    try:
+        with _station(config, opts, stop) as (station, lab):
+            runner = Runner(plan, station, stop=stop)
+            attrs = {
+                "run_id": run_id,
+                "procedure": proc.name,
+                "parameters": _dumps(dataclasses.asdict(params)),
+                "station": _dumps(_snapshot(station)),
+                "sample": _dumps(config.sample),
+                "software": _dumps(_software()),
+                "start_time": now_iso(),
+                "status": "running",
+                "simulated": int(opts.sim),
+            }
+            if lab is not None:
+                attrs["sim"] = _dumps({"scenario": lab.scenario, "seed": lab.seed})
+                attrs["truth"] = _dumps(_truth(lab, plan))
+            store = RunStore.for_plan(path, plan, runner.variable_attrs(), attrs)
+            runner.store = store
+            result = _run(runner, catalog, run_id, plan, 0, 0.0, est, progress, out, subscribers)
+            summary = _finish(store, catalog, run_id, result, plan)
+            truth = _truth(lab, plan) if lab is not None else {}
+    except BaseException as err:
+        # e.g. a station that cannot be reached: the catalog must not go on saying "running"
+        if catalog.get(run_id).status == "running":
+            message = f"{type(err).__name__}: {err}"[:500]
+            catalog.update(run_id, status="aborted", ended=now_iso(), message=message)
+        raise
+    return RunOutcome(run_id, path, result, est, summary, truth)
+
+
+def resume_run(
+    run_id: str,
+    opts: LabOptions,
+    *,
+    out: TextIO | None = None,
+    progress: bool = True,
+    subscribers: Sequence[Subscriber] = (),
+) -> RunOutcome:
+    """Continue run ``run_id`` from its first unmeasured point, on the station and lab it started on."""
+    catalog = Catalog(opts.data_dir)
+    record = catalog.get(run_id)
+    state = record.state
+    if state == "completed":
+        raise PlanError([f"run {run_id} is complete: every point is measured"])
+    if state == "running":
+        raise PlanError([f"run {run_id} is still running (process {record.pid})"])
+    if record.path is None or not Path(record.path).exists():
+        raise PlanError([f"run {run_id}: its store {record.path} is missing"])
+    proc = load_procedure(record.source or record.procedure)
+    params = parameters_from_dict(proc, record.parameters)
+    plan = proc.plan(params)
+    store = RunStore.open(record.path)
+    if store.dims != plan.dims or store.shape != plan.shape:
+        raise PlanError([f"run {run_id}: the procedure now makes a different grid than the one stored"])
+    stored = store.dataset()
+    for axis in plan.axes:
+        if not np.array_equal(stored[axis.name].values, np.asarray(axis.values)):
+            raise PlanError([f"run {run_id}: axis {axis.name} differs from the stored one"])
+    start = first_unmeasured(plan, store.measured())
+    t_stored = stored["t"].values
+    t_offset = float(np.nanmax(t_stored)) if np.isfinite(t_stored).any() else 0.0
+    opts = dataclasses.replace(
+        opts,
+        station=Path(record.station),
+        sim=record.sim,
+        scenario=record.scenario,
+        seed=record.seed if record.seed is not None else opts.seed,
+    )
+    config = load_station(opts.station)
+    problems = check_plan(plan, config)
+    if problems:
+        raise PlanError([f"{opts.station}: outside the station's limits: {p}" for p in problems])
+    est = None
+    if opts.sim:
+        est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario, start=start)
+    resumed = json.loads(store.attrs().get("resumed", "[]"))
+    resumed.append({"at": now_iso(), "from_point": start, "pid": os.getpid()})
+    store.update_attrs(status="running", resumed=json.dumps(resumed))
+    catalog.update(run_id, status="running", pid=os.getpid(), ended=None, message=None)
+    stop = StopRequest()
+    with _station(config, opts, stop) as (station, lab):
+        runner = Runner(plan, station, stop=stop, store=store)
+        result = _run(runner, catalog, run_id, plan, start, t_offset, est, progress, out, subscribers)
+        summary = _finish(store, catalog, run_id, result, plan)
+        truth = _truth(lab, plan) if lab is not None else {}
+    return RunOutcome(run_id, Path(record.path), result, est, summary, truth)
+
+
+def _run(
+    runner: Runner,
+    catalog: Catalog,
+    run_id: str,
+    plan: Plan,
+    start: int,
+    t_offset: float,
+    est: Estimate | None,
+    progress: bool,
+    out: TextIO | None,
+    subscribers: Sequence[Subscriber],
+) -> RunResult:
+    bar = None
+    subs: list[Subscriber] = [_CatalogProgress(catalog, run_id), *subscribers]
+    if progress:
+        schedule = [t + t_offset for t in est.schedule] if est else None
+        end = (est.total + t_offset) if est else None
+        bar = Progress(
+            plan.size,
+            start=start,
+            schedule=schedule,
+            schedule_end=end,
+            out=out,
+            t_start=t_offset,
+            label=f"run {run_id} ",
+        )
+        subs.insert(0, bar)
+    runner.subscribers = subs
+    with catch_sigint(runner.stop):
+        result = runner.run(start=start, t_offset=t_offset)
+    if bar is not None:
+        bar.finish()
+    return result
+
+
+def _finish(store: RunStore, catalog: Catalog, run_id: str, result: RunResult, plan: Plan) -> str:
+    attrs = store.attrs()
+    phases = json.loads(attrs.get("phases", "{}"))
+    for k, v in result.phases.items():
+        phases[k] = phases.get(k, 0.0) + v
+    stabilization = json.loads(attrs.get("stabilization", "[]")) + [
+        {"T": T, "waited_s": round(w, 1), "outcome": o} for T, w, o in result.stabilization
+    ]
+    store.update_attrs(
+        status=result.status,
+        end_time=now_iso(),
+        message=result.message or "",
+        phases=_dumps(phases),
+        stabilization=_dumps(stabilization),
+        park_failures=_dumps(result.park_failures),
+    )
+    done = int(store.measured().sum())
+    catalog.update(run_id, status=result.status, ended=now_iso(), done=done, message=result.message)
+    return _summary(store, plan)
+
+
+def _summary(store: RunStore, plan: Plan) -> str:
+    """One line: what was measured, over what ranges."""
+    ds = store.dataset()
+    parts = []
+    if "R" in ds:
+        R = ds["R"].values
+        if np.isfinite(R).any():
+            parts.append(f"R {np.nanmin(R):.4g} to {np.nanmax(R):.4g} Ohm")
+    for a in plan.axes:
+        lo, hi = min(a.values), max(a.values)
+        parts.append(f"{a.name} {lo:g} to {hi:g} {a.units}" if lo != hi else f"{a.name} {lo:g} {a.units}")
+    for k, v in plan.fixed.items():
+        parts.append(f"{k} = {v:g} {AXIS_KINDS[k][0]}")
+    done = int(store.measured().sum())
+    return f"{done}/{plan.size} points; " + ", ".join(parts)
+
+
+def _truth(lab: SimLab, plan: Plan) -> dict[str, Any]:
+    """The simulated sample's ground truth: at the plan's gate voltage if it is fixed, else the
+    gate-tuned transition (V_gc, R_c_gate)."""
+    V_g = plan.fixed.get("V_g")
+    truth = lab.truth_at(float(V_g)) if V_g is not None else dict(lab.truth)
+    if V_g is None:
+        truth = {k: v for k, v in truth.items() if k not in ("B_c", "R_c", "V_g")}
+    return {k: v for k, v in truth.items() if not (isinstance(v, float) and math.isnan(v))}
