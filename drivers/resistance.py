@@ -4,7 +4,7 @@ The lock-in's sine output V_osc drives the current through a bias resistor R_bia
 the sample, and the lock-in reads the voltage X across the sample: I = (V_osc - X) / R_bias and
 R = X / I. Before a reading the meter waits until the output filter has settled to ``residual`` of a
 step (:func:`qbs_lab.filters.settle_time`, from the time constant and slope), so a change made just
-before (a field step, a new excitation) is fully seen. An overloaded reading moves the sensitivity up
+before (a field step, a new excitation) is fully seen. A clipped reading moves the sensitivity up a decade
 and is taken again; a reading below 5 % of full scale moves it down to the smallest range it fills
 less than half of (autoranging).
 """
@@ -58,7 +58,7 @@ class ResistanceMeter:
         return settle_time(self.lockin.time_constant(), self.lockin.filter_slope(), self.residual)
 
     def measure(
-        self, *, settle: bool = True, autorange: bool = True, max_tries: int = 6
+        self, *, settle: bool = True, autorange: bool = True, max_tries: int = 12
     ) -> ResistanceReading:
         """One settled reading of R (with the settle wait unless ``settle`` is False)."""
         if settle:
@@ -83,7 +83,11 @@ class ResistanceMeter:
         scale = self.lockin.sensitivities
         i = min(range(len(scale)), key=lambda k: abs(scale[k] - sens))
         biggest = max(abs(x), abs(y))
-        if (status.output_overload or biggest > 0.95 * sens) and i + 1 < len(scale):
+        if status.output_overload and i + 1 < len(scale):
+            # the reading is clipped, its size unknown: up a decade (three ranges), not one range per try
+            self.lockin.set_sensitivity(scale[min(i + 3, len(scale) - 1)])
+            return True
+        if biggest > 0.95 * sens and i + 1 < len(scale):
             self.lockin.set_sensitivity(scale[i + 1])
             return True
         if not status.input_overload and i > 0 and biggest < 0.05 * sens and biggest < 0.5 * scale[i - 1]:

@@ -176,6 +176,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _report(outcome: RunOutcome, wall: float) -> int:
+    from qbs_lab.analysis.online import format_update
     from qbs_lab.progress import format_duration
 
     result = outcome.result
@@ -185,8 +186,15 @@ def _report(outcome: RunOutcome, wall: float) -> int:
     if outcome.estimate is not None:
         fridge += f" (estimated {format_duration(outcome.estimate.total)})"
     print(f"  {fridge}, wall time {wall:.1f} s")
+    if outcome.online:
+        print(f"  crossing after {format_update(outcome.online[-1])}")
     t = outcome.lab_truth
-    if t.get("B_c") is not None:
+    if t.get("B_c") is not None and outcome.online:
+        print(
+            f"  simulated sample's truth: B_c = {t['B_c'] * 1e3:.3f} mT, R_c = {t['R_c']:.0f} Ohm,"
+            f" z·ν = {t['znu']:.3g}"
+        )
+    elif t.get("B_c") is not None:
         print(f"  simulated sample's truth: B_c = {t['B_c'] * 1e3:.3f} mT, R_c = {t['R_c']:.0f} Ohm")
     elif t.get("V_gc") is not None:
         print(f"  simulated sample's truth: V_gc = {t['V_gc']:.3f} V, R_c = {t['R_c_gate']:.0f} Ohm at B = 0")

@@ -192,11 +192,12 @@ class Plan:
     def order(self) -> np.ndarray:
         """Grid indices in run order, shape (size, ndim): row k is the k-th point's index tuple."""
         shape = self.shape
-        idx = np.indices(shape).reshape(len(shape), -1).T.copy()  # C order: last axis fastest
+        base = np.indices(shape).reshape(len(shape), -1).T  # C order: last axis fastest
+        idx = base.copy()
         for k, axis in enumerate(self.axes):
             if axis.snake and k > 0:
-                # flattened index of the axes outside k: odd lines run backwards
-                outer = np.ravel_multi_index(idx[:, :k].T, shape[:k])
+                # the number of the line in run order (from the unreversed indices): odd lines run back
+                outer = np.ravel_multi_index(base[:, :k].T, shape[:k])
                 odd = outer % 2 == 1
                 idx[odd, k] = shape[k] - 1 - idx[odd, k]
         return idx

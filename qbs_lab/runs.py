@@ -31,6 +31,7 @@ import numpy as np
 
 from qbs_lab import __version__
 from qbs_lab.actuators import check_plan
+from qbs_lab.analysis.online import OnlineCrossing, format_update
 from qbs_lab.clock import RealClock
 from qbs_lab.interrupt import GuardedClock, StopRequest, catch_sigint
 from qbs_lab.plan import AXIS_KINDS, Plan
@@ -94,6 +95,7 @@ class RunOutcome:
     estimate: Estimate | None = None
     summary: str = ""
     lab_truth: dict[str, Any] = field(default_factory=dict)
+    online: list[dict[str, Any]] = field(default_factory=list)  # the crossing updates, last is newest
 
 
 # -- estimate ------------------------------------------------------------------------------------------
@@ -263,7 +265,10 @@ def start_run(
                 attrs["truth"] = _dumps(_truth(lab, plan))
             store = RunStore.for_plan(path, plan, runner.variable_attrs(), attrs)
             runner.store = store
-            result = _run(runner, catalog, run_id, plan, 0, 0.0, est, progress, out, subscribers)
+            ctx = _Context(
+                catalog, run_id, plan, store, RunLog(path), 0, 0.0, est, progress, out, subscribers
+            )
+            result = _run(runner, ctx)
             summary = _finish(store, catalog, run_id, result, plan)
             truth = _truth(lab, plan) if lab is not None else {}
     except BaseException as err:
@@ -272,7 +277,7 @@ def start_run(
             message = f"{type(err).__name__}: {err}"[:500]
             catalog.update(run_id, status="aborted", ended=now_iso(), message=message)
         raise
-    return RunOutcome(run_id, path, result, est, summary, truth)
+    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online)
 
 
 def resume_run(
@@ -327,44 +332,90 @@ def resume_run(
     stop = StopRequest()
     with _station(config, opts, stop) as (station, lab):
         runner = Runner(plan, station, stop=stop, store=store)
-        result = _run(runner, catalog, run_id, plan, start, t_offset, est, progress, out, subscribers)
+        log = RunLog(Path(record.path))
+        ctx = _Context(catalog, run_id, plan, store, log, start, t_offset, est, progress, out, subscribers)
+        result = _run(runner, ctx)
         summary = _finish(store, catalog, run_id, result, plan)
         truth = _truth(lab, plan) if lab is not None else {}
-    return RunOutcome(run_id, Path(record.path), result, est, summary, truth)
+    return RunOutcome(run_id, Path(record.path), result, est, summary, truth, ctx.online)
 
 
-def _run(
-    runner: Runner,
-    catalog: Catalog,
-    run_id: str,
-    plan: Plan,
-    start: int,
-    t_offset: float,
-    est: Estimate | None,
-    progress: bool,
-    out: TextIO | None,
-    subscribers: Sequence[Subscriber],
-) -> RunResult:
+@dataclass
+class _Context:
+    """What a run segment (a start or a resume) needs besides the runner."""
+
+    catalog: Catalog
+    run_id: str
+    plan: Plan
+    store: RunStore
+    log: RunLog
+    start: int = 0
+    t_offset: float = 0.0
+    est: Estimate | None = None
+    progress: bool = True
+    out: TextIO | None = None
+    subscribers: Sequence[Subscriber] = ()
+    online: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RunLog:
+    """The run's text log beside its store (``<run_id>-<procedure>.log``): one timestamped line each."""
+
+    def __init__(self, store_path: Path) -> None:
+        self.path = Path(store_path).with_suffix(".log")
+
+    def write(self, message: str) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(f"{now_iso()}  {message}\n")
+
+
+def _run(runner: Runner, ctx: _Context) -> RunResult:
+    plan, out = ctx.plan, ctx.out or sys.stderr
     bar = None
-    subs: list[Subscriber] = [_CatalogProgress(catalog, run_id), *subscribers]
-    if progress:
-        schedule = [t + t_offset for t in est.schedule] if est else None
-        end = (est.total + t_offset) if est else None
+    subs: list[Subscriber] = [_CatalogProgress(ctx.catalog, ctx.run_id), *ctx.subscribers]
+    if OnlineCrossing.applies(plan) and "R" in runner.variables:
+        ctx.online = json.loads(ctx.store.attrs().get("online", "[]"))
+
+        def on_update(record: dict[str, Any]) -> None:
+            ctx.online.append(record)
+            ctx.store.update_attrs(online=_dumps(ctx.online))
+            line = f"crossing after {format_update(record)}"
+            ctx.log.write(line)
+            if ctx.progress:
+                print(f"\r{line}", file=out, flush=True)
+
+        online = OnlineCrossing(plan, runner.variables, on_update)
+        if ctx.start:
+            online.preload(ctx.store.dataset()["R"].values)
+        subs.append(online)
+    if ctx.progress:
+        est = ctx.est
         bar = Progress(
             plan.size,
-            start=start,
-            schedule=schedule,
-            schedule_end=end,
+            start=ctx.start,
+            schedule=[t + ctx.t_offset for t in est.schedule] if est else None,
+            schedule_end=(est.total + ctx.t_offset) if est else None,
             out=out,
-            t_start=t_offset,
-            label=f"run {run_id} ",
+            t_start=ctx.t_offset,
+            label=f"run {ctx.run_id} ",
         )
         subs.insert(0, bar)
     runner.subscribers = subs
+    ctx.log.write(
+        f"run {ctx.run_id} {plan.procedure}: from point {ctx.start} of {plan.size}"
+        + (f", estimated fridge time {format_duration(ctx.est.total)}" if ctx.est else "")
+    )
     with catch_sigint(runner.stop):
-        result = runner.run(start=start, t_offset=t_offset)
+        result = runner.run(start=ctx.start, t_offset=ctx.t_offset)
     if bar is not None:
         bar.finish()
+    for T, waited, outcome in result.stabilization:
+        ctx.log.write(f"temperature {T * 1e3:.4g} mK: {outcome} after {waited:.0f} s")
+    ctx.log.write(
+        f"run {ctx.run_id} {result.status} at point {result.done} of {plan.size}"
+        + (f": {result.message}" if result.message else "")
+        + (f"; could not park: {'; '.join(result.park_failures)}" if result.park_failures else "")
+    )
     return result
 
 
