@@ -3,8 +3,9 @@
 :func:`check_plan` checks every setpoint of a plan against the station file's limits without touching
 an instrument (the roles check again before each command). :func:`bind_axes` gives each axis a mover:
 V_g and B ramp through the gate and magnet roles (steps, rates, leakage, quench), T sets the heater and
-waits until the sample thermometer is stable (:class:`TemperatureStabilizer`), P_rf and I_exc set the RF
-source and the lock-in's excitation. :func:`station_measurements` reads R, X, Y, I, T_mc, T_sample,
+waits until the sample thermometer is stable (:class:`TemperatureStabilizer`), P_rf sets the RF source
+(:data:`~qbs_lab.plan.RF_OFF`: output off), I_exc the lock-in's excitation and f_exc its frequency.
+:func:`station_measurements` reads R, X, Y, I, T_mc, T_sample,
 B_meas, V_g_meas and I_leak.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 from qbs_lab.clock import Clock
 from qbs_lab.drivers.errors import LimitError, SafetyError
-from qbs_lab.plan import Plan, TemperaturePolicy
+from qbs_lab.plan import RF_OFF, Plan, TemperaturePolicy
 from qbs_lab.station import Station, StationConfig
 
 __all__ = [
@@ -42,7 +43,7 @@ STATION_VARIABLES: dict[str, tuple[str, str]] = {
 }
 
 #: the phase each axis kind's moves are accounted to (estimate and progress)
-PHASE = {"V_g": "ramp", "B": "ramp", "T": "stabilize", "P_rf": "ramp", "I_exc": "ramp"}
+PHASE = {"V_g": "ramp", "B": "ramp", "T": "stabilize", "P_rf": "ramp", "I_exc": "ramp", "f_exc": "ramp"}
 
 
 class StabilizationTimeout(SafetyError):
@@ -89,8 +90,11 @@ def _check_one(name: str, v: float, plan: Plan, config: StationConfig) -> None:
     elif name == "P_rf":
         if config.rf is None or config.role_instrument("rf") is None:
             raise LimitError("the station has no RF source (roles.rf and safety.rf)")
-        if round(v, 2) > config.rf.max_power:
+        if v != RF_OFF and round(v, 2) > config.rf.max_power:
             raise LimitError(f"RF power {v:g} dBm is above the cap {config.rf.max_power} dBm")
+    elif name == "f_exc":
+        if not 1.0 <= v <= 102e3:
+            raise LimitError(f"lock-in frequency {v:g} Hz is outside 1 Hz to 102 kHz")
     elif name == "I_exc":
         volts = v * config.bias_resistor
         if not (v > 0 and 0.004 <= volts <= 5.0):
@@ -169,10 +173,15 @@ def _station_setter(name: str, plan: Plan, station: Station) -> Callable[[float]
             raise LimitError("the station has no RF source for the axis P_rf")
 
         def set_rf(dbm: float) -> None:
+            if dbm == RF_OFF:
+                rf.set_output(False)
+                return
             rf.set_power(dbm)
             rf.set_output(True)
 
         return set_rf
+    if name == "f_exc":
+        return station.lockin.set_frequency
     bias = station.config.bias_resistor  # I_exc: the lock-in's sine output through the bias resistor
     return lambda amps: station.lockin.set_amplitude(amps * bias)
 

@@ -188,6 +188,8 @@ def _report(outcome: RunOutcome, wall: float) -> int:
     print(f"  {fridge}, wall time {wall:.1f} s")
     if outcome.online:
         print(f"  crossing after {format_update(outcome.online[-1])}")
+    if outcome.checks:
+        print(f"  check: {outcome.checks.get('summary', '')}")
     t = outcome.lab_truth
     if t.get("B_c") is not None and outcome.online:
         print(

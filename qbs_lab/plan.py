@@ -4,7 +4,7 @@ A :class:`Plan` is pure data, made by a procedure and checked and run by :mod:`q
 nested outermost first; each is swept over its ``values`` in the given order, and an axis marked
 ``snake`` reverses direction each time an axis outside it steps, so that a slow axis (a magnet, a gate)
 never ramps back across the whole range between lines. Units are SI: V_g [V], B [T], T [K] (setpoint),
-P_rf [dBm], I_exc [A].
+P_rf [dBm] (:data:`RF_OFF` for the output off), I_exc [A], f_exc [Hz].
 
 >>> plan = Plan("example", axes=(Axis("T", (0.05, 0.1)), Axis("B", linspace(0, 0.02, 3), snake=True)))
 >>> [tuple(map(float, p)) for p in plan.coordinates_in_order()]
@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "AXIS_KINDS",
+    "RF_OFF",
     "Axis",
     "FieldPolicy",
     "Measurement",
@@ -38,7 +39,11 @@ AXIS_KINDS: dict[str, tuple[str, str]] = {
     "T": ("K", "temperature setpoint"),
     "P_rf": ("dBm", "RF power at the source"),
     "I_exc": ("A", "excitation current"),
+    "f_exc": ("Hz", "lock-in reference frequency"),
 }
+
+#: a P_rf value that means "RF output off" (a finite coordinate, far below any source's lowest level)
+RF_OFF = -200.0
 
 
 def linspace(start: float, stop: float, num: int) -> tuple[float, ...]:

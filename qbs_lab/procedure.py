@@ -4,7 +4,9 @@ A procedure is a module (one of ``qbs_lab.procedures``, or a user's own ``.py`` 
 
 - ``Parameters``: a dataclass whose fields are the procedure's typed parameters, each with a default
   that runs as-is on the simulated lab; :func:`param` attaches units and a one-line help;
-- ``plan(p: Parameters) -> Plan``: the sweep those parameters describe.
+- ``plan(p: Parameters) -> Plan``: the sweep those parameters describe;
+- optionally ``analyze(ds: xarray.Dataset) -> dict``: the procedure's own verdict on a completed run
+  (a JSON-ready dict with a one-line ``"summary"``), stored in the run's ``checks`` attribute.
 
 ``qbs-lab run NAME --set key=value`` parses each value by the field's type: a number, a whole number,
 ``true``/``false``, text, or for a tuple of numbers either ``0.05,0.1,0.2`` or ``start:stop:num``
@@ -59,6 +61,7 @@ class Procedure:
     plan_fn: Callable[[Any], Plan]
     source: str | None  # the file of a user's procedure; None for a built-in one
     doc: str
+    analyze: Callable[[Any], dict[str, Any]] | None = None
 
     def plan(self, params: Any) -> Plan:
         try:
@@ -115,7 +118,8 @@ def _from_module(name: str, module: types.ModuleType, source: str | None) -> Pro
     if not callable(plan_fn):
         raise ProcedureError(f"{where}: a procedure needs a function plan(p: Parameters) -> Plan")
     doc = (module.__doc__ or "").strip().split("\n\n")[0]
-    return Procedure(name, params, plan_fn, source, doc)
+    analyze = getattr(module, "analyze", None)
+    return Procedure(name, params, plan_fn, source, doc, analyze if callable(analyze) else None)
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -96,6 +96,7 @@ class RunOutcome:
     summary: str = ""
     lab_truth: dict[str, Any] = field(default_factory=dict)
     online: list[dict[str, Any]] = field(default_factory=list)  # the crossing updates, last is newest
+    checks: dict[str, Any] | None = None  # the procedure's own verdict (Procedure.analyze)
 
 
 # -- estimate ------------------------------------------------------------------------------------------
@@ -270,6 +271,7 @@ def start_run(
             )
             result = _run(runner, ctx)
             summary = _finish(store, catalog, run_id, result, plan)
+            checks = _checks(proc, store, result, ctx.log)
             truth = _truth(lab, plan) if lab is not None else {}
     except BaseException as err:
         # e.g. a station that cannot be reached: the catalog must not go on saying "running"
@@ -277,7 +279,7 @@ def start_run(
             message = f"{type(err).__name__}: {err}"[:500]
             catalog.update(run_id, status="aborted", ended=now_iso(), message=message)
         raise
-    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online)
+    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks)
 
 
 def resume_run(
@@ -336,8 +338,9 @@ def resume_run(
         ctx = _Context(catalog, run_id, plan, store, log, start, t_offset, est, progress, out, subscribers)
         result = _run(runner, ctx)
         summary = _finish(store, catalog, run_id, result, plan)
+        checks = _checks(proc, store, result, log)
         truth = _truth(lab, plan) if lab is not None else {}
-    return RunOutcome(run_id, Path(record.path), result, est, summary, truth, ctx.online)
+    return RunOutcome(run_id, Path(record.path), result, est, summary, truth, ctx.online, checks)
 
 
 @dataclass
@@ -438,6 +441,17 @@ def _finish(store: RunStore, catalog: Catalog, run_id: str, result: RunResult, p
     done = int(store.measured().sum())
     catalog.update(run_id, status=result.status, ended=now_iso(), done=done, message=result.message)
     return _summary(store, plan)
+
+
+def _checks(proc: Procedure, store: RunStore, result: RunResult, log: RunLog) -> dict[str, Any] | None:
+    """The procedure's verdict on a completed run, stored and logged; None without one."""
+    if proc.analyze is None or result.status != "completed":
+        return None
+    with store.dataset() as ds:
+        checks = proc.analyze(ds.load())
+    store.update_attrs(checks=_dumps(checks))
+    log.write(f"check: {checks.get('summary', '')}")
+    return checks
 
 
 def _summary(store: RunStore, plan: Plan) -> str:
