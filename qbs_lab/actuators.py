@@ -207,14 +207,24 @@ def station_measurements(station: Station) -> Callable[[], tuple[float, ...]]:
     return read
 
 
-def park(station: Station) -> list[str]:
-    """The station's safe state: RF off, gate at its safe value, magnet at zero; what failed, if any."""
+def park(station: Station, fault: bool = False) -> list[str]:
+    """The station's safe state (``safe_state:`` in the station file); what failed, if any.
+
+    RF off and the gate at its safe value unless the policy says ``hold``; the magnet to 0 T unless
+    ``hold``. The heater is switched off only after a fault or an interruption (``fault``), and only
+    with ``heater: off``: after a completed run the next one may want the same temperature.
+    """
+    policy = station.config.safe_state
     failures: list[str] = []
     steps: list[tuple[str, Callable[[], None]]] = []
-    if station.rf is not None:
+    if station.rf is not None and policy.rf == "off":
         steps.append(("RF output off", lambda: station.rf.set_output(False)))  # type: ignore[union-attr]
-    steps.append((f"gate to {station.config.gate.safe_value} V", station.gate.to_safe_value))
-    steps.append(("magnet to 0 T", lambda: station.magnet.ramp_to(0.0)))
+    if policy.gate == "zero":
+        steps.append((f"gate to {station.config.gate.safe_value} V", station.gate.to_safe_value))
+    if policy.magnet == "zero":
+        steps.append(("magnet to 0 T", lambda: station.magnet.ramp_to(0.0)))
+    if fault and policy.heater == "off":
+        steps.append(("heater off", station.thermometry.heater_off))
     for what, step in steps:
         try:
             step()

@@ -11,13 +11,19 @@ A stop request (Ctrl-C, :mod:`qbs_lab.interrupt`) ends the run at the next safe 
 other error ends it ``aborted`` with the reason. Either way every measured point is in the store, and
 the gate, magnet and RF source are returned to the station's safe state (:func:`actuators.park`); a
 completed run parks too unless the plan says ``park=False``.
+
+A :class:`Supervisor` (the suspenders) is asked after every point whether the lab is fit, and about any
+error raised while setting or reading. Its :class:`Trip` names a policy: ``pause`` waits for recovery
+and then redoes the current line from its first point (the checkpoint; a suspect point is never
+stored), ``abort`` ends the run, ``stop`` ends it and asks the queue to stop. Each interruption is kept
+in :attr:`RunResult.interruptions`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,9 +41,46 @@ from qbs_lab.plan import Plan
 from qbs_lab.station import Station
 from qbs_lab.store.run_store import RunStore
 
-__all__ = ["PHASES", "RunResult", "Runner", "Subscriber"]
+__all__ = [
+    "PHASES",
+    "RunResult",
+    "Runner",
+    "Subscriber",
+    "Supervisor",
+    "SuspendAbort",
+    "SuspendTimeout",
+    "Trip",
+    "first_unmeasured",
+]
 
 PHASES = ("ramp", "stabilize", "settle", "measure", "park")
+
+
+@dataclass
+class Trip:
+    """A suspender's verdict: what is wrong, the policy (``pause``, ``abort``, ``stop``), and for a pause
+    how to wait for recovery (blocks on the clock; False when it timed out)."""
+
+    reason: str
+    policy: str
+    wait_for_recovery: Callable[[], bool] = lambda: False
+
+
+class Supervisor(Protocol):
+    """Watches the lab while a run goes: ``check`` after every point, ``on_error`` for an exception
+    raised while setting or reading (None: not its business, the run aborts as usual)."""
+
+    def check(self) -> Trip | None: ...
+
+    def on_error(self, err: Exception) -> Trip | None: ...
+
+
+class SuspendAbort(SafetyError):
+    """A suspender's policy ended the run (abort, or stop the queue)."""
+
+
+class SuspendTimeout(SafetyError):
+    """A paused run's condition did not recover in time."""
 
 
 class Subscriber(Protocol):
@@ -59,6 +102,8 @@ class RunResult:
     park_failures: list[str] = field(default_factory=list)
     stabilization: list[tuple[float, float, str]] = field(default_factory=list)
     point_times: list[float] = field(default_factory=list)
+    interruptions: list[dict[str, Any]] = field(default_factory=list)
+    stop_queue: bool = False  # a suspender with the policy "stop" tripped
 
     @property
     def duration(self) -> float:
@@ -90,8 +135,10 @@ class Runner:
         store: RunStore | None = None,
         stop: StopRequest | None = None,
         subscribers: Sequence[Subscriber] = (),
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.plan, self.station, self.store = plan, station, store
+        self.supervisor = supervisor
         self.clock: Clock = clock or (station.clock if station is not None else RealClock())
         self.stop = stop or StopRequest()
         self.subscribers = list(subscribers)
@@ -135,23 +182,37 @@ class Runner:
             read, store, subscribers, now = self._read, self.store, self.subscribers, clock.now
             times = result.point_times
             prev: tuple[int, ...] = (-1,) * ndim
-            for k in range(start, n):
+            supervisor = self.supervisor
+            k = start
+            while k < n:
                 idx = tuple(order[k].tolist())
-                for d in range(ndim):
-                    if idx[d] != prev[d]:
-                        mover = movers[d]
-                        t0 = now()
-                        mover.move(values[d][idx[d]])
-                        phases[mover.phase] += now() - t0
-                prev = idx
-                t0 = now()
-                if settle > 0:
-                    clock.sleep(settle)
-                t1 = now()
-                record = (*read(), t1 - t_origin)
-                t2 = now()
-                phases["settle"] += t1 - t0
-                phases["measure"] += t2 - t1
+                try:
+                    for d in range(ndim):
+                        if idx[d] != prev[d]:
+                            mover = movers[d]
+                            t0 = now()
+                            mover.move(values[d][idx[d]])
+                            phases[mover.phase] += now() - t0
+                    prev = idx
+                    t0 = now()
+                    if settle > 0:
+                        clock.sleep(settle)
+                    t1 = now()
+                    record = (*read(), t1 - t_origin)
+                    t2 = now()
+                    phases["settle"] += t1 - t0
+                    phases["measure"] += t2 - t1
+                    trip = supervisor.check() if supervisor is not None else None
+                except (RunInterrupted, KeyboardInterrupt):
+                    raise
+                except Exception as err:
+                    trip = supervisor.on_error(err) if supervisor is not None else None
+                    if trip is None:
+                        raise
+                if trip is not None:  # the point is suspect: not stored; the policy decides what next
+                    k = self._handle(trip, k, start, order, result, t_origin)
+                    prev = (-1,) * ndim  # after a pause every axis is set again
+                    continue
                 if store is not None:
                     store.record(idx, record)
                 for s in subscribers:
@@ -159,6 +220,7 @@ class Runner:
                 times.append(t1 - t_origin)
                 result.done = k + 1
                 stop.check()
+                k += 1
             result.status = "completed"
         except RunInterrupted as err:
             result.status, result.message = "interrupted", str(err)
@@ -177,11 +239,42 @@ class Runner:
                 stop.parking = True
                 t0 = clock.now()
                 try:
-                    result.park_failures = park(self.station)
+                    result.park_failures = park(self.station, fault=result.status != "completed")
                 finally:
                     stop.parking = False
                     phases["park"] += clock.now() - t0
         return result
+
+    def _handle(
+        self, trip: Trip, k: int, start: int, order: np.ndarray, result: RunResult, t_origin: float
+    ) -> int:
+        """Apply a trip's policy at point ``k``; the point to go on from (after a pause: the checkpoint,
+        the first point of the current line, so the line is redone whole)."""
+        entry = {
+            "t": round(self.clock.now() - t_origin, 3),
+            "point": k,
+            "reason": trip.reason,
+            "policy": trip.policy,
+        }
+        result.interruptions.append(entry)
+        if trip.policy == "pause":
+            waited0 = self.clock.now()
+            recovered = trip.wait_for_recovery()
+            entry["waited_s"] = round(self.clock.now() - waited0, 3)
+            if recovered:
+                line = order[k][:-1]
+                checkpoint = k
+                while checkpoint > start and (order[checkpoint - 1][:-1] == line).all():
+                    checkpoint -= 1
+                entry["redo_from"] = checkpoint
+                entry["outcome"] = "recovered"
+                return checkpoint
+            entry["outcome"] = "not recovered in time: aborted"
+            raise SuspendTimeout(f"{trip.reason}; not recovered within the suspender's timeout")
+        if trip.policy == "stop":
+            result.stop_queue = True
+        entry["outcome"] = "aborted"
+        raise SuspendAbort(trip.reason)
 
     def _prepare(self, phases: dict[str, float]) -> float:
         """Lock-in time constant, fixed setpoints; the settle wait per point [s]."""

@@ -412,6 +412,12 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         result = runner.run(start=ctx.start, t_offset=ctx.t_offset)
     if bar is not None:
         bar.finish()
+    for entry in result.interruptions:
+        redo = f", redone from point {entry['redo_from']}" if "redo_from" in entry else ""
+        ctx.log.write(
+            f"suspended at point {entry['point']}: {entry['reason']} ({entry['policy']}):"
+            f" {entry.get('outcome', '')}{redo}"
+        )
     for T, waited, outcome in result.stabilization:
         ctx.log.write(f"temperature {T * 1e3:.4g} mK: {outcome} after {waited:.0f} s")
     ctx.log.write(
@@ -430,12 +436,14 @@ def _finish(store: RunStore, catalog: Catalog, run_id: str, result: RunResult, p
     stabilization = json.loads(attrs.get("stabilization", "[]")) + [
         {"T": T, "waited_s": round(w, 1), "outcome": o} for T, w, o in result.stabilization
     ]
+    interruptions = json.loads(attrs.get("interruptions", "[]")) + result.interruptions
     store.update_attrs(
         status=result.status,
         end_time=now_iso(),
         message=result.message or "",
         phases=_dumps(phases),
         stabilization=_dumps(stabilization),
+        interruptions=_dumps(interruptions),
         park_failures=_dumps(result.park_failures),
     )
     done = int(store.measured().sum())

@@ -18,6 +18,9 @@ Sections (units SI)::
     measurement:   bias_resistor [Ohm], excitation [V rms], settle_residual (fraction, default 1e-3)
     sample:        name, and any description
     sim:           scenario, sample (overrides of the simulated device; only with --sim)
+    safe_state:    gate: zero|hold, magnet: zero|hold, heater: off|hold, rf: off|hold (see SafeState)
+    suspenders:    conditions watched while a run goes, each with its policy (qbs_lab.suspenders)
+    notify:        command: and/or webhook: called on queue events (qbs_lab.notify)
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from qbs_lab.drivers.roles import (
     ThermometryRole,
 )
 
-__all__ = ["Station", "StationConfig", "StationError", "load_station"]
+__all__ = ["SafeState", "Station", "StationConfig", "StationError", "load_station"]
 
 ROLES = ("lockin", "gate", "magnet", "thermometry", "rf")
 REQUIRED_ROLES = ("lockin", "gate", "magnet", "thermometry")
@@ -62,7 +65,24 @@ QCODES_INSTRUMENT_KEYS = {
     "parameters",
     "add_parameters",
 }
-TOP_LEVEL = {"instruments", "roles", "safety", "measurement", "sample", "sim"}
+TOP_LEVEL = {
+    "instruments",
+    "roles",
+    "safety",
+    "measurement",
+    "sample",
+    "sim",
+    "safe_state",
+    "suspenders",
+    "notify",
+}
+#: safe_state: role -> the choices (first is the default)
+SAFE_STATE_CHOICES = {
+    "gate": ("zero", "hold"),
+    "magnet": ("zero", "hold"),
+    "heater": ("off", "hold"),
+    "rf": ("off", "hold"),
+}
 
 # key -> (required, lower bound or None); bounds are checked after the types
 _LIMIT_KEYS: dict[str, dict[str, tuple[bool, float | None]]] = {
@@ -89,6 +109,21 @@ class StationError(Exception):
         self.problems = problems
 
 
+@dataclass(frozen=True)
+class SafeState:
+    """Where each role goes when a run ends or faults (station file ``safe_state:``).
+
+    gate: ``zero`` (ramp to ``safety.gate.safe_value``) or ``hold``; magnet: ``zero`` or ``hold`` (the
+    persistent mode is not driven by the magnet role yet); heater: ``off`` (after a fault or an
+    interruption) or ``hold``; rf: ``off`` or ``hold``.
+    """
+
+    gate: str = "zero"
+    magnet: str = "zero"
+    heater: str = "off"
+    rf: str = "off"
+
+
 @dataclass
 class StationConfig:
     """A validated station file."""
@@ -105,6 +140,9 @@ class StationConfig:
     settle_residual: float
     sample: dict[str, Any]
     sim: dict[str, Any] = field(default_factory=dict)
+    safe_state: SafeState = field(default_factory=SafeState)
+    suspenders: dict[str, Any] = field(default_factory=dict)
+    notify: dict[str, Any] = field(default_factory=dict)
 
     def role_instrument(self, role: str) -> str | None:
         binding = self.roles.get(role)
@@ -314,6 +352,14 @@ class _Validator:
         if sample and not isinstance(sample.get("name"), str):
             self.problem(("sample", "name"), "must be the sample's name (text)")
         sim = self.mapping(doc.get("sim"), ("sim",), required=False)
+        safe = self.mapping(doc.get("safe_state"), ("safe_state",), required=False)
+        self.unknown(safe, set(SAFE_STATE_CHOICES), ("safe_state",))
+        for role, choices in SAFE_STATE_CHOICES.items():
+            if role in safe and safe[role] not in choices:
+                self.problem(("safe_state", role), f"must be one of {', '.join(choices)}, not {safe[role]!r}")
+        suspenders = self.mapping(doc.get("suspenders"), ("suspenders",), required=False)
+        notify = self.mapping(doc.get("notify"), ("notify",), required=False)
+        self.unknown(notify, {"command", "webhook", "events"}, ("notify",))
         if self.problems:
             return None
         return StationConfig(
@@ -329,6 +375,9 @@ class _Validator:
             settle_residual=residual if residual is not None else 1e-3,
             sample=sample,
             sim=sim,
+            safe_state=SafeState(**{k: str(v) for k, v in safe.items()}),
+            suspenders=suspenders,
+            notify=notify,
         )
 
     def _instruments(self, section: dict[str, Any]) -> dict[str, dict[str, Any]]:
