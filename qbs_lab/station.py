@@ -354,6 +354,8 @@ class _Validator:
         sim = self.mapping(doc.get("sim"), ("sim",), required=False)
         safe = self.mapping(doc.get("safe_state"), ("safe_state",), required=False)
         self.unknown(safe, set(SAFE_STATE_CHOICES), ("safe_state",))
+        # YAML reads a bare `off` as false
+        safe = {k: "off" if v is False else v for k, v in safe.items()}
         for role, choices in SAFE_STATE_CHOICES.items():
             if role in safe and safe[role] not in choices:
                 self.problem(("safe_state", role), f"must be one of {', '.join(choices)}, not {safe[role]!r}")
