@@ -14,6 +14,8 @@
         The built-in procedures, or one procedure's parameters with their defaults and units.
     qbs-lab runs | resume RUN_ID | export RUN_ID --netcdf   [--data DIR]
         The catalog of runs; continue an interrupted or killed run; write a run as netCDF.
+    qbs-lab queue add|load|list|remove|move|clear|estimate|run
+        Tonight's plan: a persistent queue of procedures; run resumes an interrupted item.
     qbs-lab analyze crossing PATH [--x B|V_g] [--over T] [--json]
         Crossing point and scaling collapse of R isotherms in a zarr or netCDF dataset, with plots.
 
@@ -35,6 +37,7 @@ from qbs_lab.analysis.report import AnalysisInputError
 from qbs_lab.clock import RealClock
 from qbs_lab.drivers.errors import RoleError
 from qbs_lab.procedure import ProcedureError
+from qbs_lab.queue import Queue, QueueError
 from qbs_lab.runs import LabOptions, PlanError, RunOutcome
 from qbs_lab.sim.lab import SimLab, SimLabError
 from qbs_lab.sim.sample import SCENARIOS
@@ -127,6 +130,36 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--netcdf", action="store_true", required=True, help="as a netCDF file")
     export.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     export.add_argument("-o", "--output", help="file to write (default: beside the store, .nc)")
+    queue = sub.add_parser("queue", help="tonight's plan: a persistent queue of procedures")
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True)
+    q_add = queue_sub.add_parser("add", help="append a procedure")
+    q_add.add_argument("procedure", help="a built-in procedure or a .py file")
+    q_add.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    q_load = queue_sub.add_parser("load", help="append the items of a plan file (YAML)")
+    q_load.add_argument("file")
+    queue_sub.add_parser("list", help="the items, in order, with their status and run")
+    q_remove = queue_sub.add_parser("remove", help="take an item out")
+    q_remove.add_argument("item", type=int)
+    q_move = queue_sub.add_parser("move", help="put an item at a position (1 = first)")
+    q_move.add_argument("item", type=int)
+    q_move.add_argument("position", type=int)
+    queue_sub.add_parser("clear", help="remove the done and failed items")
+    q_est = queue_sub.add_parser("estimate", help="fridge time of what is left, and when it will finish")
+    _add_lab_options(q_est)
+    q_run = queue_sub.add_parser("run", help="run the items in order (resumes an interrupted one)")
+    _add_lab_options(q_run)
+    q_run.add_argument("--sim", action="store_true", help="on the simulated lab instead of the instruments")
+    q_run.add_argument("--no-progress", action="store_true", help="no progress line")
+    for q in (
+        q_add,
+        q_load,
+        q_remove,
+        q_move,
+        q_est,
+        q_run,
+        *[queue_sub.choices[c] for c in ("list", "clear")],
+    ):
+        q.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     analyze = sub.add_parser("analyze", help="analysis of stored datasets")
     analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True)
     crossing = analyze_sub.add_parser("crossing", help="crossing point and scaling collapse of R isotherms")
@@ -264,6 +297,122 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _queue(args: argparse.Namespace) -> int:
+    from qbs_lab.queue import Queue
+
+    queue = Queue(args.data)
+    cmd = args.queue_command
+    if cmd == "add":
+        item = queue.add(args.procedure, args.settings)
+        print(
+            f"queued item {item.item_id} at position {item.position}:"
+            f" {item.procedure} {' '.join(item.settings)}"
+        )
+    elif cmd == "load":
+        items = queue.load(args.file)
+        print(f"queued {len(items)} items from {args.file}")
+    elif cmd == "remove":
+        queue.remove(args.item)
+        print(f"removed item {args.item}")
+    elif cmd == "move":
+        queue.move(args.item, args.position)
+        print(f"item {args.item} is now at position {queue.get(args.item).position}")
+    elif cmd == "clear":
+        print(f"removed {queue.clear_finished()} finished items")
+    elif cmd == "list":
+        _queue_list(queue)
+    elif cmd == "estimate":
+        return _queue_estimate(args, queue)
+    elif cmd == "run":
+        return _queue_run(args, queue)
+    return 0
+
+
+def _queue_list(queue: Queue) -> None:
+    items = queue.items()
+    if not items:
+        print("the queue is empty")
+        return
+    print(f"{'pos':>3} {'item':>4}  {'procedure':<18} {'status':<8} {'run':>4}  settings")
+    for i in items:
+        run = i.run_id or ""
+        note = f"  ({i.message})" if i.message and i.status == "failed" else ""
+        print(
+            f"{i.position:>3} {i.item_id:>4}  {i.procedure:<18} {i.status:<8} {run:>4}"
+            f"  {' '.join(i.settings)}{note}"
+        )
+
+
+def _queue_estimate(args: argparse.Namespace, queue: Queue) -> int:
+    from datetime import datetime, timedelta
+
+    from qbs_lab.procedure import load_procedure, parse_settings
+    from qbs_lab.progress import format_duration
+    from qbs_lab.runner import first_unmeasured
+    from qbs_lab.runs import estimate_plan
+    from qbs_lab.station import load_station
+    from qbs_lab.store import Catalog, RunStore
+
+    config = load_station(args.station)
+    catalog = Catalog(args.data)
+    total = 0.0
+    todo = [i for i in queue.items() if i.status in ("pending", "running")]
+    if not todo:
+        print("nothing left to run")
+        return 0
+    for item in todo:
+        proc = load_procedure(item.procedure)
+        plan = proc.plan(parse_settings(proc, item.settings))
+        start = 0
+        if item.run_id is not None:
+            record = catalog.get(item.run_id)
+            if record.path and Path(record.path).exists():
+                start = first_unmeasured(plan, RunStore.open(record.path).measured())
+        est = estimate_plan(plan, config, seed=args.seed, scenario=args.scenario, start=start)
+        total += est.total
+        left = f" (from point {start})" if start else ""
+        print(
+            f"  item {item.item_id:>3}  {item.procedure:<18} {est.points:>6} points{left}"
+            f"  {format_duration(est.total):>10}"
+        )
+    finish = datetime.now().astimezone() + timedelta(seconds=total)
+    print(f"total {format_duration(total)}; started now, it would finish at {finish:%a %H:%M}")
+    return 0
+
+
+def _queue_run(args: argparse.Namespace, queue: Queue) -> int:
+    import time
+
+    from qbs_lab.procedure import load_procedure, parse_settings
+    from qbs_lab.queue import run_queue
+    from qbs_lab.runs import resume_run, start_run
+    from qbs_lab.store import Catalog
+
+    opts = _lab_options(args, args.sim)
+    progress = not args.no_progress
+
+    def start(item, on_created):  # type: ignore[no-untyped-def]
+        wall = time.perf_counter()
+        proc = load_procedure(item.procedure)
+        outcome = start_run(
+            proc, parse_settings(proc, item.settings), opts, progress=progress, on_created=on_created
+        )
+        _report(outcome, time.perf_counter() - wall)
+        return outcome
+
+    def resume(item):  # type: ignore[no-untyped-def]
+        wall = time.perf_counter()
+        print(f"resuming item {item.item_id} (run {item.run_id})")
+        outcome = resume_run(item.run_id, opts, progress=progress)
+        _report(outcome, time.perf_counter() - wall)
+        return outcome
+
+    ended = run_queue(queue, start, resume, Catalog(args.data))
+    print(f"queue {ended}")
+    _queue_list(queue)
+    return {"done": 0, "interrupted": 130, "stopped": 1}[ended]
+
+
 def _station_check(args: argparse.Namespace) -> int:
     from qbs_lab.station import load_station
     from qbs_lab.station_check import print_station_check
@@ -342,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "procedures": _procedures,
             "runs": _runs,
             "export": _export,
+            "queue": _queue,
         }
         return commands[args.command](args)
     except SimLabError as err:
@@ -351,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in err.problems:
             print(f"qbs-lab: error: {problem}", file=sys.stderr)
         return 2
-    except PlanError as err:
+    except (PlanError, QueueError) as err:
         for problem in err.problems:
             print(f"qbs-lab: error: {problem}", file=sys.stderr)
         return 2

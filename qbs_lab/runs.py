@@ -19,7 +19,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -212,8 +212,12 @@ def start_run(
     progress: bool = True,
     estimate: bool = True,
     subscribers: Sequence[Subscriber] = (),
+    on_created: Callable[[str], None] | None = None,
 ) -> RunOutcome:
-    """Run ``proc`` with ``params`` into a new store; the catalog records it from start to end."""
+    """Run ``proc`` with ``params`` into a new store; the catalog records it from start to end.
+
+    ``on_created(run_id)`` is called as soon as the run has its catalog row (the queue notes it there).
+    """
     config = load_station(opts.station)
     plan = proc.plan(params)
     problems = check_plan(plan, config)
@@ -246,6 +250,8 @@ def start_run(
     )
     path = opts.data_dir / date.today().isoformat() / f"{run_id}-{proc.name}.zarr"
     catalog.update(run_id, path=str(path))
+    if on_created is not None:
+        on_created(run_id)
     stop = StopRequest()
     try:
         with _station(config, opts, stop) as (station, lab):

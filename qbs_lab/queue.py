@@ -1,0 +1,301 @@
+"""Tonight's plan: a persistent queue of procedures in SQLite, beside the run catalog.
+
+Each item is a procedure with its ``key=value`` settings (checked when added: the procedure exists and
+every setting parses). ``run`` takes the items in order: an item whose run was interrupted or killed is
+resumed from its first unmeasured point, any other starts a new run. A completed run marks the item
+``done``; an aborted one ``failed`` (its reason kept) and the queue goes on, unless a suspender with the
+policy ``stop`` ended it; Ctrl-C stops the queue and leaves the item to be resumed. Because the items,
+their run ids and the runs' stores all live on disk, a queue runner that is killed and started again
+picks up where it was.
+
+A plan file (``qbs-lab queue load FILE``)::
+
+    items:
+      - procedure: field_isotherms
+        set: {V_g: 15, temperatures: [0.06, 0.12, 0.24]}
+      - procedure: gate_isotherms
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from qbs_lab.procedure import ProcedureError, load_procedure, parse_settings
+from qbs_lab.store.catalog import Catalog, CatalogError, now_iso
+
+__all__ = ["Queue", "QueueError", "QueueItem", "run_queue", "settings_from_yaml"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue (
+    item_id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    position  INTEGER NOT NULL,
+    procedure TEXT NOT NULL,
+    settings  TEXT NOT NULL,      -- JSON list of "key=value"
+    status    TEXT NOT NULL,      -- pending, running, done, failed
+    run_id    TEXT,
+    added     TEXT NOT NULL,
+    message   TEXT
+)
+"""
+_COLUMNS = ("item_id", "position", "procedure", "settings", "status", "run_id", "added", "message")
+
+
+class QueueError(Exception):
+    """A queue request that cannot be done (unknown item, bad plan file); ``problems``, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    item_id: int
+    position: int
+    procedure: str
+    settings: list[str]
+    status: str
+    run_id: str | None
+    added: str
+    message: str | None
+
+
+class Queue:
+    """The queue in ``data_dir/catalog.sqlite`` (table ``queue``)."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / "catalog.sqlite"
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30.0)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(_SCHEMA)
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    # -- editing -------------------------------------------------------------------------------------
+    def add(self, procedure: str, settings: Sequence[str] = ()) -> QueueItem:
+        """Append a procedure (checked: it loads and its settings parse)."""
+        _check(procedure, settings)
+        with self._connect() as conn:
+            top = conn.execute("SELECT COALESCE(MAX(position), 0) FROM queue").fetchone()[0]
+            cur = conn.execute(
+                "INSERT INTO queue (position, procedure, settings, status, added)"
+                " VALUES (?, ?, ?, 'pending', ?)",
+                (top + 1, procedure, json.dumps(list(settings)), now_iso()),
+            )
+            item_id = int(cur.lastrowid or 0)
+        return self.get(item_id)
+
+    def load(self, path: str | Path) -> list[QueueItem]:
+        """Append every item of a plan file; nothing is added if any item has a problem."""
+        entries = settings_from_yaml(path)
+        return [self.add(procedure, settings) for procedure, settings in entries]
+
+    def remove(self, item_id: int) -> None:
+        item = self.get(item_id)
+        if item.status == "running":
+            raise QueueError([f"item {item_id} is running (run {item.run_id}); stop the queue first"])
+        with self._connect() as conn:
+            conn.execute("DELETE FROM queue WHERE item_id = ?", (item_id,))
+        self._renumber()
+
+    def move(self, item_id: int, position: int) -> None:
+        """Put an item at ``position`` (1 = first) among the items."""
+        self.get(item_id)
+        ids = [i.item_id for i in self.items() if i.item_id != item_id]
+        position = min(max(position, 1), len(ids) + 1)
+        ids.insert(position - 1, item_id)
+        with self._connect() as conn:
+            for pos, iid in enumerate(ids, start=1):
+                conn.execute("UPDATE queue SET position = ? WHERE item_id = ?", (pos, iid))
+
+    def clear_finished(self) -> int:
+        """Remove done and failed items; how many."""
+        with self._connect() as conn:
+            n = conn.execute("DELETE FROM queue WHERE status IN ('done', 'failed')").rowcount
+        self._renumber()
+        return n
+
+    def _renumber(self) -> None:
+        with self._connect() as conn:
+            ids = [r[0] for r in conn.execute("SELECT item_id FROM queue ORDER BY position, item_id")]
+            for pos, iid in enumerate(ids, start=1):
+                conn.execute("UPDATE queue SET position = ? WHERE item_id = ?", (pos, iid))
+
+    def update(self, item_id: int, **fields: Any) -> None:
+        unknown = set(fields) - {"status", "run_id", "message"}
+        if unknown:
+            raise ValueError(f"no queue columns {sorted(unknown)}")
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self._connect() as conn:
+            conn.execute(f"UPDATE queue SET {assignments} WHERE item_id = ?", (*fields.values(), item_id))
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def items(self) -> list[QueueItem]:
+        if not self.path.exists():
+            return []
+        with self._connect() as conn:
+            rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM queue ORDER BY position").fetchall()
+        return [_item(r) for r in rows]
+
+    def get(self, item_id: int) -> QueueItem:
+        with self._connect() as conn:
+            row = conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM queue WHERE item_id = ?", (item_id,)
+            ).fetchone()
+        if row is None:
+            raise QueueError([f"the queue has no item {item_id} (qbs-lab queue list)"])
+        return _item(row)
+
+    def next_item(self) -> QueueItem | None:
+        """The first item still to run (an interrupted one first of all, as it is earlier in line)."""
+        return next((i for i in self.items() if i.status in ("pending", "running")), None)
+
+
+def _item(row: tuple[Any, ...]) -> QueueItem:
+    d = dict(zip(_COLUMNS, row, strict=True))
+    d["settings"] = json.loads(d["settings"])
+    return QueueItem(**d)
+
+
+def _check(procedure: str, settings: Sequence[str]) -> None:
+    try:
+        proc = load_procedure(procedure)
+        proc.plan(parse_settings(proc, settings))
+    except ProcedureError as err:
+        raise QueueError([str(err)]) from None
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, list | tuple):
+        return ",".join(_as_text(v) for v in value)
+    return str(value)
+
+
+def settings_from_yaml(path: str | Path) -> list[tuple[str, list[str]]]:
+    """The items of a plan file as (procedure, ["key=value", ...]); every problem reported at once."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        node = yaml.compose(text)
+        doc = yaml.safe_load(text)
+    except OSError as err:
+        raise QueueError([f"{path}: cannot read the plan file ({err.strerror})"]) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise QueueError([f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})"]) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("items"), list) or not doc["items"]:
+        raise QueueError([f"{path}: expected a list of items under `items:`"])
+    lines = _item_lines(node)
+    problems: list[str] = []
+    entries: list[tuple[str, list[str]]] = []
+    for n, item in enumerate(doc["items"]):
+        where = f"{path}:{lines.get(n, '?')}: items[{n}]"
+        if not isinstance(item, dict) or not isinstance(item.get("procedure"), str):
+            problems.append(f"{where}: each item needs `procedure: NAME` (and optionally `set:`)")
+            continue
+        extra = set(item) - {"procedure", "set"}
+        if extra:
+            problems.append(f"{where}: unknown key(s) {', '.join(sorted(extra))} (allowed: procedure, set)")
+            continue
+        values = item.get("set") or {}
+        if not isinstance(values, dict):
+            problems.append(f"{where}.set: expected a mapping of parameter: value")
+            continue
+        settings = [f"{k}={_as_text(v)}" for k, v in values.items()]
+        try:
+            _check(item["procedure"], settings)
+        except QueueError as err:
+            problems.extend(f"{where}: {p}" for p in err.problems)
+            continue
+        entries.append((item["procedure"], settings))
+    if problems:
+        raise QueueError(problems)
+    return entries
+
+
+def _item_lines(node: yaml.Node | None) -> dict[int, int]:
+    """Line numbers (1-based) of the items under ``items:``."""
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    for key, value in node.value:
+        if getattr(key, "value", None) == "items" and isinstance(value, yaml.SequenceNode):
+            return {n: child.start_mark.line + 1 for n, child in enumerate(value.value)}
+    return {}
+
+
+def run_queue(
+    queue: Queue,
+    start: Callable[[QueueItem, Callable[[str], None]], Any],
+    resume: Callable[[QueueItem], Any],
+    catalog: Catalog,
+    notify: Callable[..., None] = lambda event, **fields: None,
+) -> str:
+    """Run the queue's items in order until none is left, Ctrl-C, or a ``stop`` policy; how it ended
+    (``"done"``, ``"interrupted"``, ``"stopped"``).
+
+    ``start(item, on_created)`` runs a new item (calling ``on_created(run_id)`` once its run exists) and
+    ``resume(item)`` continues an item's run; both return a RunOutcome.
+    """
+    while (item := queue.next_item()) is not None:
+        state = None
+        if item.run_id is not None:
+            try:
+                state = catalog.get(item.run_id).state
+            except CatalogError:
+                state = None
+        if state == "completed":  # the runner died after the run ended, before the queue heard
+            queue.update(item.item_id, status="done")
+            continue
+        if state == "aborted" and item.status == "running":  # aborted by its policy; died before noted
+            queue.update(item.item_id, status="failed", message=catalog.get(item.run_id or "").message)
+            continue
+        if state in ("interrupted", "crashed") and item.status == "running":
+            notify("resumed", item=item.item_id, run_id=item.run_id, procedure=item.procedure)
+            outcome = resume(item)
+        else:
+
+            def created(run_id: str, _item: QueueItem = item) -> None:
+                queue.update(_item.item_id, status="running", run_id=run_id)
+
+            outcome = start(item, created)
+        result = outcome.result
+        if result.status == "completed":
+            queue.update(item.item_id, status="done", message=None)
+            notify("item_done", item=item.item_id, run_id=outcome.run_id, procedure=item.procedure)
+        elif result.status == "interrupted":
+            queue.update(item.item_id, message=result.message)
+            return "interrupted"
+        else:
+            queue.update(item.item_id, status="failed", message=result.message)
+            notify(
+                "item_failed",
+                item=item.item_id,
+                run_id=outcome.run_id,
+                procedure=item.procedure,
+                message=result.message,
+            )
+            if result.stop_queue:
+                return "stopped"
+    notify("queue_done")
+    return "done"
