@@ -26,6 +26,7 @@ the file and key and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import threading
 import warnings
@@ -255,11 +256,13 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _procedures(args: argparse.Namespace) -> int:
-    from qbs_lab.procedure import list_procedures, load_procedure
-    from qbs_lab.runs import procedure_help
+    from qbs_lab.procedure import describe_parameters, list_procedures, load_procedure
 
     if args.name:
-        print(procedure_help(load_procedure(args.name)))
+        proc = load_procedure(args.name)
+        print(f"{proc.name}: {proc.doc}")
+        print("parameters (--set key=value):")
+        print("\n".join(describe_parameters(proc)))
         return 0
     for name in list_procedures():
         print(f"  {name:<18} {load_procedure(name).doc.splitlines()[0]}")
@@ -267,7 +270,7 @@ def _procedures(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from qbs_lab.store.catalog import Catalog
+    from qbs_lab.store import Catalog, RunStore
 
     records = Catalog(args.data).runs(args.limit)
     if not records:
@@ -276,8 +279,12 @@ def _runs(args: argparse.Namespace) -> int:
     print(f"{'id':>4}  {'procedure':<18} {'status':<11} {'points':>11}  {'created':<25} lab")
     for r in records:
         lab = f"sim ({r.scenario}, seed {r.seed})" if r.sim else "fridge"
+        done = r.done
+        if r.state != "completed" and r.path and Path(r.path).exists():  # the catalog lags a killed run
+            with contextlib.suppress(RunStoreError, OSError, ValueError):
+                done = int(RunStore.open(r.path).measured().sum())
         print(
-            f"{r.run_id:>4}  {r.procedure:<18} {r.state:<11} {r.done:>5}/{r.points:<5}  {r.created:<25} {lab}"
+            f"{r.run_id:>4}  {r.procedure:<18} {r.state:<11} {done:>5}/{r.points:<5}  {r.created:<25} {lab}"
         )
     return 0
 

@@ -175,7 +175,7 @@ class Runner:
         result = RunResult("running", start, n, phases)
         t_origin = clock.now() - t_offset
         try:
-            settle = self._prepare(phases)
+            settle = self._prepare(phases) if start < n else 0.0  # all measured: only park
             movers = [self.movers[a.name] for a in plan.axes]
             values = [a.values for a in plan.axes]
             ndim = len(movers)

@@ -175,6 +175,8 @@ class Catalog:
     def get(self, run_id: str) -> RunRecord:
         if not str(run_id).isdigit():
             raise CatalogError(f"{run_id!r} is not a run id (a whole number, as `qbs-lab runs` lists)")
+        if not self.path.exists():
+            raise CatalogError(f"no run {run_id}: there is no catalog at {self.path} (is --data right?)")
         with self._connect() as conn:
             row = conn.execute(
                 f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE run_id = ?", (int(run_id),)
