@@ -9,6 +9,9 @@ the instruments nor the simulator.
   (:func:`find_crossing`, :class:`CrossingResult`, :class:`Crossing`).
 - :mod:`qbs_lab.analysis.collapse`: the scaling collapse R = R_c F(|x - x_c| T^(-1/(z*nu))) giving z*nu,
   with x_c and R_c refined.
+- :mod:`qbs_lab.analysis.online`: both, updated after every completed isotherm while a run goes.
+- :mod:`qbs_lab.analysis.environment`: the RF-sensitivity and excitation (ohmic, self-heating) checks.
+- :mod:`qbs_lab.analysis.report`: ``qbs-lab analyze crossing``: report, JSON and plots.
 """
 
 from qbs_lab.analysis.crossing import Crossing, CrossingResult, find_crossing

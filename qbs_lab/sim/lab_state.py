@@ -84,10 +84,14 @@ class LabState:
         rf = self.rf.power if self.rf.output_on else None
         T_e = self.sample.electron_temperature(T, 0.0, rf)
         R = self.sample.resistance(V_g, B, T_e)
-        for _ in range(2):  # self-consistent Joule heating: R depends on T_e, which depends on I^2 R
+        for _ in range(20):  # self-consistent Joule heating: R depends on T_e, which depends on I^2 R
             I = self.lockin.amplitude / (self.bias_resistor + R)
             T_e = self.sample.electron_temperature(T, I * I * R, rf)
-            R = self.sample.resistance(V_g, B, T_e)
+            R_new = self.sample.resistance(V_g, B, T_e)
+            converged = abs(R_new - R) <= 1e-9 * max(R, 1.0)
+            R = R_new
+            if converged:
+                break
         I = self.lockin.amplitude / (self.bias_resistor + R)
         return {"V_g": V_g, "B": B, "T": T, "T_e": T_e, "I": I, "R": R}
 
