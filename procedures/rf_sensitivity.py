@@ -11,8 +11,7 @@ d log R / d log P, and a verdict, RF-sensitive or RF-insensitive (see
 The defaults run on the simulated lab: V_g = 15 V puts the field-tuned critical point at B_c ~ 11.7 mT;
 the operating points sit below it (8 mT, R ~ 1.2 kOhm at 60 mK, where R rises steeply with the electron
 temperature), near it (11 mT) and above it (15 mT). The levels stay below the station's RF cap
-(-10 dBm). The source's RF frequency is left where it is (the framework has no frequency axis or
-setpoint for the RF role; set it on the instrument beforehand).
+(-10 dBm). The RF frequency is set first (``frequency``).
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ class Parameters:
     T: float = param(0.06, "K", "bath temperature setpoint")
     fields: tuple[float, ...] = param((0.008, 0.011, 0.015), "T", "operating points: fields B")
     powers: tuple[float, ...] = param((-40.0, -30.0, -20.0), "dBm", "RF levels at the source, after RF off")
+    frequency: float = param(1e9, "Hz", "RF frequency")
     repeats: int = param(3, "", "times each operating point's off-then-levels sequence is measured")
     hold: float = param(60.0, "s", "temperature stable for this long before the first point")
     significance: float = param(5.0, "sigma", "a change counts when it exceeds this many standard errors")
@@ -55,7 +55,7 @@ def plan(p: Parameters) -> Plan:
             Axis("repeat", tuple(range(p.repeats)), setter=_no_op, long_name="repeat number"),
             Axis("P_rf", (RF_OFF, *p.powers)),
         ),
-        fixed={"V_g": p.V_g, "T": p.T},
+        fixed={"f_rf": p.frequency, "V_g": p.V_g, "T": p.T},
         field_policy=FieldPolicy(None),
         temperature_policy=TemperaturePolicy(hold=p.hold),
     )

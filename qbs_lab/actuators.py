@@ -4,9 +4,9 @@
 an instrument (the roles check again before each command). :func:`bind_axes` gives each axis a mover:
 V_g and B ramp through the gate and magnet roles (steps, rates, leakage, quench), T sets the heater and
 waits until the sample thermometer is stable (:class:`TemperatureStabilizer`), P_rf sets the RF source
-(:data:`~qbs_lab.plan.RF_OFF`: output off), I_exc the lock-in's excitation and f_exc its frequency.
-:func:`station_measurements` reads R, X, Y, I, T_mc, T_sample,
-B_meas, V_g_meas and I_leak.
+(:data:`~qbs_lab.plan.RF_OFF`: output off) and f_rf its frequency, I_exc the lock-in's excitation and
+f_exc its frequency. :func:`station_measurements` reads R, X, Y, I, T_mc, T_sample, B_meas, V_g_meas
+and I_leak.
 """
 
 from __future__ import annotations
@@ -43,7 +43,15 @@ STATION_VARIABLES: dict[str, tuple[str, str]] = {
 }
 
 #: the phase each axis kind's moves are accounted to (estimate and progress)
-PHASE = {"V_g": "ramp", "B": "ramp", "T": "stabilize", "P_rf": "ramp", "I_exc": "ramp", "f_exc": "ramp"}
+PHASE = {
+    "V_g": "ramp",
+    "B": "ramp",
+    "T": "stabilize",
+    "P_rf": "ramp",
+    "I_exc": "ramp",
+    "f_exc": "ramp",
+    "f_rf": "ramp",
+}
 
 
 class StabilizationTimeout(SafetyError):
@@ -92,6 +100,11 @@ def _check_one(name: str, v: float, plan: Plan, config: StationConfig) -> None:
             raise LimitError("the station has no RF source (roles.rf and safety.rf)")
         if v != RF_OFF and round(v, 2) > config.rf.max_power:
             raise LimitError(f"RF power {v:g} dBm is above the cap {config.rf.max_power} dBm")
+    elif name == "f_rf":
+        if config.rf is None or config.role_instrument("rf") is None:
+            raise LimitError("the station has no RF source (roles.rf and safety.rf)")
+        if not 1e6 <= v <= 20e9:
+            raise LimitError(f"RF frequency {v:g} Hz is outside 1 MHz to 20 GHz")
     elif name == "f_exc":
         if not 1.0 <= v <= 102e3:
             raise LimitError(f"lock-in frequency {v:g} Hz is outside 1 Hz to 102 kHz")
@@ -182,6 +195,10 @@ def _station_setter(name: str, plan: Plan, station: Station) -> Callable[[float]
         return set_rf
     if name == "f_exc":
         return station.lockin.set_frequency
+    if name == "f_rf":
+        if station.rf is None:
+            raise LimitError("the station has no RF source for f_rf")
+        return station.rf.set_frequency
     bias = station.config.bias_resistor  # I_exc: the lock-in's sine output through the bias resistor
     return lambda amps: station.lockin.set_amplitude(amps * bias)
 

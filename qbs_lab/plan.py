@@ -4,7 +4,7 @@ A :class:`Plan` is pure data, made by a procedure and checked and run by :mod:`q
 nested outermost first; each is swept over its ``values`` in the given order, and an axis marked
 ``snake`` reverses direction each time an axis outside it steps, so that a slow axis (a magnet, a gate)
 never ramps back across the whole range between lines. Units are SI: V_g [V], B [T], T [K] (setpoint),
-P_rf [dBm] (:data:`RF_OFF` for the output off), I_exc [A], f_exc [Hz].
+P_rf [dBm] (:data:`RF_OFF` for the output off), I_exc [A], f_exc [Hz], f_rf [Hz].
 
 >>> plan = Plan("example", axes=(Axis("T", (0.05, 0.1)), Axis("B", linspace(0, 0.02, 3), snake=True)))
 >>> [tuple(map(float, p)) for p in plan.coordinates_in_order()]
@@ -40,6 +40,7 @@ AXIS_KINDS: dict[str, tuple[str, str]] = {
     "P_rf": ("dBm", "RF power at the source"),
     "I_exc": ("A", "excitation current"),
     "f_exc": ("Hz", "lock-in reference frequency"),
+    "f_rf": ("Hz", "RF frequency"),
 }
 
 #: a P_rf value that means "RF output off" (a finite coordinate, far below any source's lowest level)
