@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["LeakageError", "LimitError", "QuenchError", "RoleError", "SafetyError"]
+__all__ = [
+    "InstrumentNotAnswering",
+    "LeakageError",
+    "LimitError",
+    "QuenchError",
+    "RoleError",
+    "SafetyError",
+    "describe_error",
+]
 
 
 class RoleError(Exception):
@@ -30,3 +38,28 @@ class LeakageError(SafetyError):
 
 class QuenchError(SafetyError):
     """The magnet quenched (the supply reports it): the field is gone and the supply latched."""
+
+
+class InstrumentNotAnswering(RoleError):
+    """An instrument still failed after the bounded retries of transient I/O errors (see
+    :mod:`qbs_lab.drivers.retry`): a lost connection, timeouts or replies that cannot be read.
+
+    Attributes: ``instrument`` (its name in the station), ``call`` (the adapter method), ``attempts``
+    (calls made, the first included) and ``last_error`` (also the exception's ``__cause__``).
+    """
+
+    def __init__(self, instrument: str, call: str, attempts: int, last_error: BaseException) -> None:
+        super().__init__(
+            f"instrument {instrument!r} is not answering: gave up on {call}() after {attempts} attempts"
+            f" with reconnects; last error {describe_error(last_error)}"
+        )
+        self.instrument, self.call, self.attempts, self.last_error = instrument, call, attempts, last_error
+
+
+def describe_error(err: BaseException) -> str:
+    """``Type: message`` on one line. QCoDeS appends its context (``getting lockin_X``) to an error's
+    args, which makes ``str()`` a tuple: the args are then joined with ``; ``."""
+    text = str(err)
+    if len(err.args) > 1 and all(isinstance(a, str) for a in err.args):
+        text = "; ".join(err.args)
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")

@@ -3,7 +3,8 @@
 Per point, in run order (:meth:`Plan.order`, snake lines reversed): each axis whose index changed moves,
 outermost first, through its mover (ramps and stabilization, waits on the clock); the lock-in settles;
 the measurements are read; the point goes to the store and to every subscriber. Time spent is accounted
-to the phases ``ramp``, ``stabilize``, ``settle``, ``measure`` and ``park`` (on the clock, so in
+to the phases ``ramp``, ``stabilize``, ``settle``, ``measure``, ``suspended`` (paused by a suspender)
+and ``park`` (on the clock, so in
 simulation it is fridge time), which is what ``qbs-lab estimate`` reports.
 
 A stop request (Ctrl-C, :mod:`qbs_lab.interrupt`) ends the run at the next safe point with status
@@ -53,7 +54,7 @@ __all__ = [
     "first_unmeasured",
 ]
 
-PHASES = ("ramp", "stabilize", "settle", "measure", "park")
+PHASES = ("ramp", "stabilize", "settle", "measure", "suspended", "park")
 
 
 @dataclass
@@ -175,7 +176,7 @@ class Runner:
         result = RunResult("running", start, n, phases)
         t_origin = clock.now() - t_offset
         try:
-            settle = self._prepare(phases) if start < n else 0.0  # all measured: only park
+            settle = self._prepare() if start < n else 0.0  # all measured: only park
             movers = [self.movers[a.name] for a in plan.axes]
             values = [a.values for a in plan.axes]
             ndim = len(movers)
@@ -183,10 +184,18 @@ class Runner:
             times = result.point_times
             prev: tuple[int, ...] = (-1,) * ndim
             supervisor = self.supervisor
+            fixed = [(self.movers[name], value) for name, value in plan.fixed.items()]
+            need_fixed = start < n  # the fixed setpoints go first, and again after a pause
             k = start
             while k < n:
                 idx = tuple(order[k].tolist())
                 try:
+                    if need_fixed:
+                        for mover, value in fixed:
+                            t0 = now()
+                            mover.move(value)
+                            phases[mover.phase] += now() - t0
+                        need_fixed = False
                     for d in range(ndim):
                         if idx[d] != prev[d]:
                             mover = movers[d]
@@ -211,7 +220,8 @@ class Runner:
                         raise
                 if trip is not None:  # the point is suspect: not stored; the policy decides what next
                     k = self._handle(trip, k, start, order, result, t_origin)
-                    prev = (-1,) * ndim  # after a pause every axis is set again
+                    prev = (-1,) * ndim  # after a pause every setpoint is set again, fixed ones first
+                    need_fixed = True
                     continue
                 if store is not None:
                     store.record(idx, record)
@@ -260,6 +270,7 @@ class Runner:
         if trip.policy == "pause":
             waited0 = self.clock.now()
             recovered = trip.wait_for_recovery()
+            result.phases["suspended"] += self.clock.now() - waited0
             entry["waited_s"] = round(self.clock.now() - waited0, 3)
             if recovered:
                 line = order[k][:-1]
@@ -276,8 +287,8 @@ class Runner:
         entry["outcome"] = "aborted"
         raise SuspendAbort(trip.reason)
 
-    def _prepare(self, phases: dict[str, float]) -> float:
-        """Lock-in time constant, fixed setpoints; the settle wait per point [s]."""
+    def _prepare(self) -> float:
+        """The lock-in's time constant; the settle wait per point [s]."""
         plan, station = self.plan, self.station
         if station is None:
             return 0.0
@@ -285,11 +296,6 @@ class Runner:
         if plan.settle.time_constant is not None:
             lockin.set_time_constant(plan.settle.time_constant)
         residual = plan.settle.residual or station.config.settle_residual
-        for name, value in plan.fixed.items():
-            mover = self.movers[name]
-            t0 = self.clock.now()
-            mover.move(value)
-            phases[mover.phase] += self.clock.now() - t0
         return settle_time(lockin.time_constant(), lockin.filter_slope(), residual)
 
 

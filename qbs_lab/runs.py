@@ -34,6 +34,7 @@ from qbs_lab.actuators import check_plan
 from qbs_lab.analysis.online import OnlineCrossing, format_update
 from qbs_lab.clock import RealClock
 from qbs_lab.interrupt import GuardedClock, StopRequest, catch_sigint
+from qbs_lab.notify import Notifier
 from qbs_lab.plan import AXIS_KINDS, Plan
 from qbs_lab.procedure import Procedure, load_procedure, parameters_from_dict
 from qbs_lab.progress import Progress, format_duration
@@ -42,6 +43,7 @@ from qbs_lab.sim.lab import SimLab
 from qbs_lab.station import Station, StationConfig, StationError, load_station
 from qbs_lab.store.catalog import Catalog, now_iso
 from qbs_lab.store.run_store import RunStore
+from qbs_lab.suspenders import Suspenders
 
 __all__ = [
     "Estimate",
@@ -120,7 +122,9 @@ def estimate_plan(
                 [f"the estimate needs an emulator for every role's instrument: {p}" for p in err.problems]
             ) from None
         with station:
-            result = Runner(plan, station).run(start=start)
+            # the same suspenders as the run (their polling costs fridge time); nothing trips on the twin
+            supervisor = Suspenders(station, config.suspenders, station.clock)
+            result = Runner(plan, station, supervisor=supervisor).run(start=start)
     if result.status != "completed":
         raise PlanError(
             [f"the dry run on the simulated lab stopped at point {result.done}: {result.message}"]
@@ -134,6 +138,7 @@ def format_estimate(est: Estimate, plan: Plan) -> str:
         "stabilize": "temperature stabilization",
         "settle": "lock-in settling",
         "measure": "measuring",
+        "suspended": "suspended",
         "park": "parking",
     }
     grid = " x ".join(f"{a.name}[{len(a.values)}]" for a in plan.axes)
@@ -141,6 +146,8 @@ def format_estimate(est: Estimate, plan: Plan) -> str:
     lines.append("  every setpoint is within the station's limits")
     lines.append(f"  estimated fridge time {format_duration(est.total)}:")
     for phase in PHASES:
+        if phase == "suspended" and not est.phases[phase]:
+            continue  # only a run that was paused has this phase
         share = est.phases[phase] / est.total if est.total else 0.0
         lines.append(f"    {names[phase]:<26} {format_duration(est.phases[phase]):>10}  {100 * share:4.1f} %")
     return "\n".join(lines)
@@ -255,7 +262,9 @@ def start_run(
     stop = StopRequest()
     try:
         with _station(config, opts, stop) as (station, lab):
-            runner = Runner(plan, station, stop=stop)
+            notifier = Notifier(config.notify, run_id=run_id, procedure=proc.name)
+            supervisor = Suspenders(station, config.suspenders, station.clock, notify=notifier.send)
+            runner = Runner(plan, station, stop=stop, supervisor=supervisor)
             attrs = {
                 "run_id": run_id,
                 "procedure": proc.name,
@@ -339,7 +348,9 @@ def resume_run(
     catalog.update(run_id, status="running", pid=os.getpid(), ended=None, message=None)
     stop = StopRequest()
     with _station(config, opts, stop) as (station, lab):
-        runner = Runner(plan, station, stop=stop, store=store)
+        notifier = Notifier(config.notify, run_id=run_id, procedure=proc.name)
+        supervisor = Suspenders(station, config.suspenders, station.clock, notify=notifier.send)
+        runner = Runner(plan, station, stop=stop, store=store, supervisor=supervisor)
         log = RunLog(Path(record.path))
         ctx = _Context(catalog, run_id, plan, store, log, start, t_offset, est, progress, out, subscribers)
         result = _run(runner, ctx)
@@ -414,6 +425,9 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         f"run {ctx.run_id} {plan.procedure}: from point {ctx.start} of {plan.size}"
         + (f", estimated fridge time {format_duration(ctx.est.total)}" if ctx.est else "")
     )
+    if isinstance(runner.supervisor, Suspenders):
+        for line in runner.supervisor.summary():
+            ctx.log.write(f"watching: {line}")
     with catch_sigint(runner.stop):
         result = runner.run(start=ctx.start, t_offset=ctx.t_offset)
     if bar is not None:

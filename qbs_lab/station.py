@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from qbs_lab.sim import SimLab
 from qbs_lab.drivers.adapters import ADAPTERS, adapter_for, role_of
 from qbs_lab.drivers.resistance import ResistanceMeter
+from qbs_lab.drivers.retry import RetryingAdapter, RetryRecord
 from qbs_lab.drivers.roles import (
     GateLimits,
     GateRole,
@@ -206,17 +207,33 @@ class StationConfig:
 
 
 class Station:
-    """The lab's roles, with its safety limits applied; made by :meth:`StationConfig.connect`."""
+    """The lab's roles, with its safety limits applied; made by :meth:`StationConfig.connect`.
+
+    Every adapter is wrapped in a :class:`~qbs_lab.drivers.retry.RetryingAdapter`: a transient I/O
+    error (timeout, lost connection, unreadable reply) is retried up to 3 times after 0.5, 2 and 8 s
+    on the station's clock, with a reconnect, before ``InstrumentNotAnswering``; every retry is
+    appended to :attr:`io_retries` and passed to each callable in :attr:`on_retry`.
+    """
 
     def __init__(self, config: StationConfig, drivers: dict[str, Any], clock: Clock) -> None:
         self.config, self.drivers, self.clock = config, drivers, clock
+        #: every I/O retry made through the roles' adapters, in order
+        self.io_retries: list[RetryRecord] = []
+        #: callables told of each retry as it happens (e.g. a run's log)
+        self.on_retry: list[Any] = []
+
+        def retried(record: RetryRecord) -> None:
+            self.io_retries.append(record)
+            for callback in list(self.on_retry):
+                callback(record)
 
         def adapter(role: str) -> Any:
             name = config.role_instrument(role)
             _, cls = adapter_for(config.instruments[name]["type"])  # type: ignore[misc]
             heater = config.roles["thermometry"].get("heater") if role == "thermometry" else None
             # the heater's name is the driver's own (sample_heater on a 372, H1 on a Triton)
-            return cls(drivers[name], heater=heater) if heater else cls(drivers[name])
+            inner = cls(drivers[name], heater=heater) if heater else cls(drivers[name])
+            return RetryingAdapter(inner, clock, name=name, on_retry=retried)
 
         self.lockin = adapter("lockin")
         self.lockin.set_amplitude(config.excitation)
@@ -361,7 +378,12 @@ class _Validator:
                 self.problem(("safe_state", role), f"must be one of {', '.join(choices)}, not {safe[role]!r}")
         suspenders = self.mapping(doc.get("suspenders"), ("suspenders",), required=False)
         notify = self.mapping(doc.get("notify"), ("notify",), required=False)
-        self.unknown(notify, {"command", "webhook", "events"}, ("notify",))
+        from qbs_lab.notify import validate_notify  # late: both modules import this one
+        from qbs_lab.suspenders import validate_suspenders
+
+        for problem in validate_suspenders(suspenders) + validate_notify(notify):
+            key, _, message = problem.partition(": ")
+            self.problem(tuple(key.split(".")), message)
         if self.problems:
             return None
         return StationConfig(

@@ -129,7 +129,7 @@ def test_run_prints_where_the_dataset_is_and_a_summary(small_run: SmallRun) -> N
     )
     assert fridge, ran.out
     phases = json.loads(ds.attrs["phases"])
-    assert set(phases) == {"ramp", "stabilize", "settle", "measure", "park"}
+    assert set(phases) == {"ramp", "stabilize", "settle", "measure", "suspended", "park"}
     assert abs(seconds(fridge[1]) - sum(phases.values())) <= 1
     assert abs(seconds(fridge[2]) - seconds(fridge[1])) <= 0.05 * seconds(fridge[1])
     assert 0 < float(fridge[3]) < 60

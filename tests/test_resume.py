@@ -260,11 +260,13 @@ def _phase(where: list[str]) -> str:
     below = [f for f in where[where.index("Runner.run") + 1 :] if f not in _WRAPPERS]
     rules = [
         ("park", lambda f: f == "park"),
-        ("prepare", lambda f: f == "Runner._prepare"),
+        # the fixed setpoints (V_g for field_isotherms) go first, before the first point
+        ("prepare", lambda f: f in ("Runner._prepare", "GateRole.ramp_to")),
         ("stabilize", lambda f: "TemperatureStabilizer" in f),
         ("write", lambda f: f.startswith("RunStore.")),
         ("field step", lambda f: f.startswith("MagnetRole.")),
-        ("read", lambda f: f == "station_measurements.<locals>.read"),
+        # reading the point, then the suspenders' look at the lab before it is stored
+        ("read", lambda f: f in ("station_measurements.<locals>.read", "Suspenders.check")),
     ]
     for phase, rule in rules:
         if any(rule(f) for f in below):

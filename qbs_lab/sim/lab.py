@@ -13,6 +13,10 @@ PyMeasure's ``visa_library=``: the unmodified drivers then talk to the emulators
 :meth:`SimLab.serve_tcp` serves the same emulators on 127.0.0.1 for drivers that connect through
 pyvisa-py (``visalib="@py"``).
 
+Faults (:mod:`qbs_lab.sim.faults`) are scheduled on ``lab.faults`` (``lab.faults.add(Fault(...))``,
+``lab.load_faults(schedule or path)``) and act in the transports and on the physical state; every fault
+fired or ended is in ``lab.fault_log``.
+
 With a :class:`~qbs_lab.clock.VirtualClock` (the default), the drivers' own ``time.sleep`` calls advance
 the simulation (see :func:`qbs_lab.clock.patch_driver_time`) while the lab is open: close the lab (or use
 it as a context manager) to give the drivers real time back.
@@ -32,6 +36,7 @@ from qbs_lab.clock import Clock, ClockInUseError, VirtualClock, patch_driver_tim
 from qbs_lab.sim.cryostat import CryostatParams
 from qbs_lab.sim.emulators import emulator_for_driver
 from qbs_lab.sim.emulators.base import Emulator, LoggedCommand
+from qbs_lab.sim.faults import Fault, FaultEvent, FaultInjector, FaultSchedule
 from qbs_lab.sim.lab_state import LabState
 from qbs_lab.sim.sample import SCENARIOS, scenario_params
 from qbs_lab.sim.tcp_server import InstrumentServer
@@ -112,6 +117,7 @@ class SimLab:
             )
         self._emulators: dict[str, Emulator] = {}
         self._addresses: dict[str, str] = {}
+        self._types: dict[str, str] = {}
         for name, spec in instruments.items():
             if not isinstance(spec, dict):
                 raise SimLabError(f"{source}: instruments.{name} must be a mapping with type: and address:")
@@ -127,6 +133,7 @@ class SimLab:
                 address = f"TCPIP0::{address}::{spec['port']}::SOCKET"
             rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
             self._emulators[name] = cls(name, self.state, rng)
+            self._types[name] = driver
             try:
                 self._addresses[name] = canonical(str(address))
             except Exception:
@@ -135,6 +142,8 @@ class SimLab:
                 ) from None
         self.state.sync()
         self._by_address = {addr: self._emulators[n] for n, addr in self._addresses.items()}
+        #: the lab's faults (see :mod:`qbs_lab.sim.faults`): ``lab.faults.add(Fault(...))``
+        self.faults = FaultInjector(self)
         self._id = register_lab(self)
         self._tcp: InstrumentServer | None = None
         self._patch = contextlib.ExitStack()
@@ -225,6 +234,27 @@ class SimLab:
         """Ground truth of the sample at gate voltage ``V_g`` [V]."""
         return self.state.truth(V_g)
 
+    def role_of(self, name: str) -> str | None:
+        """The role instrument ``name``'s driver can play (lockin, gate, magnet, thermometry, rf)."""
+        from qbs_lab.drivers.adapters import role_of
+
+        self._check(name)
+        return role_of(self._types[name])
+
+    # -- faults ------------------------------------------------------------------------------------
+    def load_faults(self, schedule: FaultSchedule | list[Fault] | str | Path) -> list[Fault]:
+        """Schedule faults: a :class:`~qbs_lab.sim.faults.FaultSchedule`, a list of faults, or the path
+        of a schedule file (YAML). Every fault is checked against the lab before any is added."""
+        if isinstance(schedule, str | Path):
+            schedule = FaultSchedule.from_yaml(schedule)
+        return self.faults.load(schedule)
+
+    @property
+    def fault_log(self) -> list[FaultEvent]:
+        """Every fault fired or ended so far, in order, with its time on the lab's clock."""
+        self.faults.update()
+        return list(self.faults.log)
+
     def _check(self, name: str) -> None:
         if name not in self._emulators:
             known = ", ".join(self._emulators) or "none"
@@ -249,7 +279,7 @@ class SimLab:
     def serve_tcp(self, ports: dict[str, int] | None = None) -> dict[str, str]:
         """Serve every emulator on 127.0.0.1; return name -> ``TCPIP0::127.0.0.1::PORT::SOCKET``."""
         if self._tcp is None:
-            self._tcp = InstrumentServer(self._emulators, self.io_tick, ports)
+            self._tcp = InstrumentServer(self._emulators, self.io_tick, ports, self.faults)
         return self._tcp.addresses()
 
     def tcp_port(self, name: str) -> int:

@@ -9,6 +9,11 @@ client's device clear (pyvisa-py drains the socket for 0.1 s) does not swallow i
 Each instrument is also served over HiSLIP (:mod:`qbs_lab.sim.hislip_server`), whose messages carry
 an END mark as GPIB's do; GPIB instruments (the SR830) default to it.
 
+Faults (:mod:`qbs_lab.sim.faults`) act on the raw sockets too: a disconnect cuts the connections open
+when it fires and refuses new ones while it lasts (the client sees the connection closed or reset), a
+lost reply is not sent (the client times out in its own, real, time), a garbled reply is sent garbled.
+HiSLIP connections are not faulted.
+
 Only loopback is served: the simulated lab is never reachable from the network.
 """
 
@@ -18,10 +23,14 @@ import socket
 import socketserver
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from qbs_lab.sim.emulators.base import Emulator
 from qbs_lab.sim.hislip_server import HislipServer
 from qbs_lab.sim.loopback import LoopbackServer
+
+if TYPE_CHECKING:
+    from qbs_lab.sim.faults import FaultInjector
 
 __all__ = ["GREETING_DELAY", "InstrumentServer"]
 
@@ -37,6 +46,13 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         emulator = self.server.emulator
+        faults = self.server.faults
+        epoch = 0
+        if faults is not None:
+            faults.update()
+            if faults.unreachable(emulator.name):
+                return  # nobody answers: the connection closes at once
+            epoch = faults.epochs.get(emulator.name, 0)
         greeting = emulator.on_connect()
         if greeting:
             time.sleep(GREETING_DELAY)
@@ -55,13 +71,20 @@ class _Handler(socketserver.BaseRequestHandler):
                 message = bytes(buf[:i]).decode(errors="replace").rstrip("\r")
                 del buf[: i + 1]
                 self.server.io_tick()
+                if faults is not None:
+                    faults.update(emulator.name)
+                    if faults.epochs.get(emulator.name, 0) != epoch:
+                        return  # disconnected: the connection is cut
                 data = emulator.respond(message)
+                if data is not None and faults is not None:
+                    data = faults.reply(emulator.name, emulator, data)
                 if data is not None:
                     self.request.sendall(data)
 
 
 class _Server(LoopbackServer):
     handler = _Handler
+    faults: FaultInjector | None = None
 
 
 class InstrumentServer:
@@ -76,6 +99,8 @@ class InstrumentServer:
     ports : dict, optional
         Instrument name -> raw-socket port; missing names get a free port from the OS. HiSLIP ports
         are always chosen by the OS.
+    faults : FaultInjector, optional
+        The lab's faults, applied to the raw sockets.
     """
 
     def __init__(
@@ -83,6 +108,7 @@ class InstrumentServer:
         emulators: dict[str, Emulator],
         io_tick: Callable[[], None],
         ports: dict[str, int] | None = None,
+        faults: FaultInjector | None = None,
     ) -> None:
         ports = ports or {}
         self._emulators = emulators
@@ -91,6 +117,7 @@ class InstrumentServer:
         try:
             for name, emulator in emulators.items():
                 self._servers[name] = _Server(ports.get(name, 0), emulator, io_tick)
+                self._servers[name].faults = faults
         except OSError:
             for server in self._servers.values():
                 server.stop()

@@ -7,6 +7,11 @@ writes are split into messages at the termination, each message goes to the emul
 queued with the instrument's own termination. Reads honour the session's termination character and
 time out (on the lab's clock) when nothing is pending, like the real thing.
 
+Faults (:mod:`qbs_lab.sim.faults`, ``lab.faults``) act here: a disconnected instrument cannot be
+opened (VI_ERROR_RSRC_NFOUND) and its sessions open at the time die (VI_ERROR_CONN_LOST on every read,
+write and device clear until closed and opened again); a lost reply times out as above (VI_ERROR_TMO);
+a garbled reply arrives as undecodable bytes.
+
 The class deliberately is not called ``SimVisaLibrary``: QCoDeS treats that name as pyvisa-sim and then
 skips real code paths (device clear, the AMI 430 greeting).
 """
@@ -15,13 +20,16 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pyvisa import attributes, constants, errors, highlevel, rname
 from pyvisa.typing import VISARMSession, VISASession
 from pyvisa.util import LibraryPath
 
 from qbs_lab.sim.emulators.base import Emulator
+
+if TYPE_CHECKING:
+    from qbs_lab.sim.faults import FaultInjector
 
 __all__ = ["QbsLabVisaLibrary", "register_lab", "unregister_lab"]
 
@@ -34,6 +42,9 @@ class _LabLike(Protocol):
     def io_tick(self) -> None: ...
 
     def wait(self, seconds: float) -> None: ...
+
+    @property
+    def faults(self) -> FaultInjector: ...
 
 
 _LABS: dict[str, _LabLike] = {}
@@ -70,6 +81,10 @@ class _Session:
     def __init__(self, lab: _LabLike, emulator: Emulator, resource_name: str) -> None:
         self.lab = lab
         self.emulator = emulator
+        self.name = emulator.name
+        self.faults: FaultInjector | None = getattr(lab, "faults", None)
+        # a disconnect that fires after this session opened kills it (see _check_line)
+        self.epoch = self.faults.epochs.get(self.name, 0) if self.faults is not None else 0
         self.out: deque[bytes] = deque()  # pending output messages
         self.unread_reply = False  # a query's reply is (partly) waiting in `out`
         self.inbuf = bytearray()
@@ -92,12 +107,23 @@ class _Session:
             self.out.extend(line.encode() for line in self.greeting.splitlines(keepends=True))
             self.greeting = None
 
+    def _check_line(self) -> None:
+        """Fire the faults due now; raise as a lost connection does when this session is dead."""
+        faults = self.faults
+        if faults is None:
+            return
+        faults.update()
+        if faults.epochs.get(self.name, 0) != self.epoch:
+            raise errors.VisaIOError(constants.StatusCode.error_connection_lost)
+
     def clear(self) -> None:
+        self._check_line()
         self.out.clear()
         self.inbuf.clear()
         self.unread_reply = False
 
     def write(self, data: bytes) -> tuple[int, constants.StatusCode]:
+        self._check_line()
         self._deliver_greeting()
         self.inbuf.extend(data)
         while b"\n" in self.inbuf:
@@ -109,12 +135,20 @@ class _Session:
 
     def _handle(self, message: str) -> None:
         self.lab.io_tick()
+        faults = self.faults
+        if faults is not None and not faults.idle:
+            faults.update(self.name)  # command-count faults fire just before the message arrives
+            if faults.epochs.get(self.name, 0) != self.epoch:
+                self.inbuf.clear()
+                raise errors.VisaIOError(constants.StatusCode.error_connection_lost)
         if self.unread_reply:
             self.out.clear()
             self.unread_reply = False
             with self.emulator.lock:
                 self.emulator.query_interrupted()
         data = self.emulator.respond(message)
+        if data is not None and faults is not None and not faults.idle:
+            data = faults.reply(self.name, self.emulator, data)  # lost (no_reply) or garbled
         if data is not None:
             self.out.append(data)
             self.unread_reply = True
@@ -127,6 +161,7 @@ class _Session:
             self._handle(message)
 
     def read(self, count: int) -> tuple[bytes, constants.StatusCode]:
+        self._check_line()
         self._deliver_greeting()
         if not self.out:
             timeout_ms = self.attrs.get(constants.ResourceAttribute.timeout_value, 2000) or 0
@@ -182,7 +217,12 @@ class QbsLabVisaLibrary(highlevel.VisaLibraryBase):
         return VISARMSession(self._register(self)), constants.StatusCode.success
 
     def list_resources(self, session: VISARMSession, query: str = "?*::INSTR") -> tuple[str, ...]:
-        found = rname.filter(self.lab.resource_names(), query)
+        names = self.lab.resource_names()
+        faults = getattr(self.lab, "faults", None)
+        if faults is not None and not faults.idle:
+            faults.update()
+            names = [n for n in names if not faults.unreachable(self.lab.emulator_at(n).name)]  # type: ignore[union-attr]
+        found = rname.filter(names, query)
         if not found:
             raise errors.VisaIOError(constants.StatusCode.error_resource_not_found)
         return tuple(found)
@@ -197,10 +237,19 @@ class QbsLabVisaLibrary(highlevel.VisaLibraryBase):
         try:
             name = canonical(resource_name)
         except rname.InvalidResourceName:
-            return VISASession(0), constants.StatusCode.error_invalid_resource_name
+            return VISASession(0), self.handle_return_value(
+                None, constants.StatusCode.error_invalid_resource_name
+            )
         emulator = self.lab.emulator_at(name)
+        faults = getattr(self.lab, "faults", None)
+        if faults is not None and emulator is not None:
+            faults.update()
+            if faults.unreachable(emulator.name):
+                emulator = None  # disconnected: nobody answers at that address
         if emulator is None:
-            return VISASession(0), constants.StatusCode.error_resource_not_found
+            return VISASession(0), self.handle_return_value(
+                None, constants.StatusCode.error_resource_not_found
+            )
         return VISASession(self._register(_Session(self.lab, emulator, name))), (constants.StatusCode.success)
 
     def close(self, session: Any) -> constants.StatusCode:
@@ -234,7 +283,9 @@ class QbsLabVisaLibrary(highlevel.VisaLibraryBase):
         return constants.StatusCode.success
 
     def read_stb(self, session: VISASession) -> tuple[int, constants.StatusCode]:
-        emulator = self._session(session).emulator
+        sess = self._session(session)
+        sess._check_line()
+        emulator = sess.emulator
         with emulator.lock:  # a serial poll: no command is sent, so nothing enters the log
             return emulator.status_byte(), constants.StatusCode.success
 
