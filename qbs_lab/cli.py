@@ -40,6 +40,7 @@ from qbs_lab.drivers.errors import RoleError
 from qbs_lab.procedure import ProcedureError
 from qbs_lab.queue import Queue, QueueError
 from qbs_lab.runs import LabOptions, PlanError, RunOutcome
+from qbs_lab.sim.faults import FaultError
 from qbs_lab.sim.lab import SimLab, SimLabError
 from qbs_lab.sim.sample import SCENARIOS
 from qbs_lab.station import StationError
@@ -113,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a procedure into a new dataset")
     _add_procedure_options(run)
     run.add_argument("--sim", action="store_true", help="on the simulated lab instead of the instruments")
+    run.add_argument(
+        "--faults", help="with --sim: a fault schedule (YAML) to inject, for a dry run of a bad night"
+    )
     run.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="no progress line")
     estimate = sub.add_parser("estimate", help="check limits and time a procedure, touching no instrument")
@@ -150,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     q_run = queue_sub.add_parser("run", help="run the items in order (resumes an interrupted one)")
     _add_lab_options(q_run)
     q_run.add_argument("--sim", action="store_true", help="on the simulated lab instead of the instruments")
+    q_run.add_argument("--faults", help="with --sim: a fault schedule (YAML) injected into every item's lab")
     q_run.add_argument("--no-progress", action="store_true", help="no progress line")
     for q in (
         q_add,
@@ -183,7 +188,16 @@ def _analyze_crossing(args: argparse.Namespace) -> int:
 
 def _lab_options(args: argparse.Namespace, sim: bool) -> LabOptions:
     data = Path(getattr(args, "data", "data"))
-    return LabOptions(Path(args.station), sim, args.scenario, args.seed, data)
+    faults = getattr(args, "faults", None)
+    if faults and not sim:
+        raise PlanError(["--faults injects faults into the simulated lab: add --sim"])
+    if faults:  # every problem of the schedule now, before anything runs
+        from qbs_lab.sim.faults import FaultSchedule
+
+        FaultSchedule.from_yaml(faults)
+    return LabOptions(
+        Path(args.station), sim, args.scenario, args.seed, data, Path(faults) if faults else None
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -414,7 +428,11 @@ def _queue_run(args: argparse.Namespace, queue: Queue) -> int:
         _report(outcome, time.perf_counter() - wall)
         return outcome
 
-    ended = run_queue(queue, start, resume, Catalog(args.data))
+    from qbs_lab.notify import Notifier
+    from qbs_lab.station import load_station
+
+    notifier = Notifier(load_station(opts.station).notify)
+    ended = run_queue(queue, start, resume, Catalog(args.data), notify=notifier.send)
     print(f"queue {ended}")
     _queue_list(queue)
     return {"done": 0, "interrupted": 130, "stopped": 1}[ended]
@@ -508,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in err.problems:
             print(f"qbs-lab: error: {problem}", file=sys.stderr)
         return 2
-    except (PlanError, QueueError) as err:
+    except (PlanError, QueueError, FaultError) as err:
         for problem in err.problems:
             print(f"qbs-lab: error: {problem}", file=sys.stderr)
         return 2

@@ -74,6 +74,7 @@ class LabOptions:
     scenario: str | None = None
     seed: int = 0
     data_dir: Path = Path("data")
+    faults: Path | None = None  # a fault schedule (YAML) for the simulated lab: a dry run of bad nights
 
 
 @dataclass
@@ -160,6 +161,8 @@ def _station(
 ) -> Iterator[tuple[Station, SimLab | None]]:
     lab = SimLab.from_station(opts.station, seed=opts.seed, scenario=opts.scenario) if opts.sim else None
     try:
+        if lab is not None and opts.faults is not None:
+            lab.load_faults(opts.faults)
         clock = GuardedClock(lab.clock if lab is not None else RealClock(), stop)
         station = config.connect(lab=lab, clock=clock)
         try:
@@ -285,7 +288,7 @@ def start_run(
                 catalog, run_id, plan, store, RunLog(path), 0, 0.0, est, progress, out, subscribers
             )
             result = _run(runner, ctx)
-            summary = _finish(store, catalog, run_id, result, plan)
+            summary = _finish(store, catalog, run_id, result, plan, station, lab)
             checks = _checks(proc, store, result, ctx.log)
             truth = _truth(lab, plan) if lab is not None else {}
     except BaseException as err:
@@ -354,7 +357,7 @@ def resume_run(
         log = RunLog(Path(record.path))
         ctx = _Context(catalog, run_id, plan, store, log, start, t_offset, est, progress, out, subscribers)
         result = _run(runner, ctx)
-        summary = _finish(store, catalog, run_id, result, plan)
+        summary = _finish(store, catalog, run_id, result, plan, station, lab)
         checks = _checks(proc, store, result, log)
         truth = _truth(lab, plan) if lab is not None else {}
     return RunOutcome(run_id, Path(record.path), result, est, summary, truth, ctx.online, checks)
@@ -432,6 +435,12 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         result = runner.run(start=ctx.start, t_offset=ctx.t_offset)
     if bar is not None:
         bar.finish()
+    station = runner.station
+    for r in getattr(station, "io_retries", []):
+        ctx.log.write(
+            f"retry {r.attempt} of {r.instrument}.{r.call} at t = {r.time:.1f} s after {r.error}"
+            f" (waited {r.wait:g} s, {r.reconnect})"
+        )
     for entry in result.interruptions:
         redo = f", redone from point {entry['redo_from']}" if "redo_from" in entry else ""
         ctx.log.write(
@@ -448,8 +457,22 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
     return result
 
 
-def _finish(store: RunStore, catalog: Catalog, run_id: str, result: RunResult, plan: Plan) -> str:
+def _finish(
+    store: RunStore,
+    catalog: Catalog,
+    run_id: str,
+    result: RunResult,
+    plan: Plan,
+    station: Station | None = None,
+    lab: SimLab | None = None,
+) -> str:
     attrs = store.attrs()
+    retries = json.loads(attrs.get("io_retries", "[]")) + [
+        dataclasses.asdict(r) for r in getattr(station, "io_retries", [])
+    ]
+    faults = json.loads(attrs.get("faults", "[]")) + (
+        [e.to_dict() for e in lab.fault_log] if lab is not None else []
+    )
     phases = json.loads(attrs.get("phases", "{}"))
     for k, v in result.phases.items():
         phases[k] = phases.get(k, 0.0) + v
@@ -465,6 +488,8 @@ def _finish(store: RunStore, catalog: Catalog, run_id: str, result: RunResult, p
         stabilization=_dumps(stabilization),
         interruptions=_dumps(interruptions),
         park_failures=_dumps(result.park_failures),
+        io_retries=_dumps(retries),
+        faults=_dumps(faults),
     )
     done = int(store.measured().sum())
     catalog.update(run_id, status=result.status, ended=now_iso(), done=done, message=result.message)
