@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,8 @@ from typing import Any
 import yaml
 
 from qbs_lab.procedure import ProcedureError, load_procedure, parse_settings
-from qbs_lab.store.catalog import Catalog, CatalogError, now_iso
+from qbs_lab.store.catalog import Catalog, CatalogError, connect, now_iso
+from qbs_lab.yaml_file import YamlFileError, read_yaml
 
 __all__ = ["Queue", "QueueError", "QueueItem", "run_queue", "settings_from_yaml"]
 
@@ -75,17 +76,8 @@ class Queue:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / "catalog.sqlite"
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30.0)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path, _SCHEMA)
 
     # -- editing -------------------------------------------------------------------------------------
     def add(self, procedure: str, settings: Sequence[str] = ()) -> QueueItem:
@@ -195,15 +187,9 @@ def settings_from_yaml(path: str | Path) -> list[tuple[str, list[str]]]:
     """The items of a plan file as (procedure, ["key=value", ...]); every problem reported at once."""
     path = Path(path)
     try:
-        text = path.read_text()
-        node = yaml.compose(text)
-        doc = yaml.safe_load(text)
-    except OSError as err:
-        raise QueueError([f"{path}: cannot read the plan file ({err.strerror})"]) from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise QueueError([f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})"]) from None
+        doc, node = read_yaml(path, "plan file")
+    except YamlFileError as err:
+        raise QueueError([str(err)]) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("items"), list) or not doc["items"]:
         raise QueueError([f"{path}: expected a list of items under `items:`"])
     lines = _item_lines(node)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from qbs_lab.clock import Clock, RealClock
+from qbs_lab.yaml_file import YamlFileError, read_yaml
 
 if TYPE_CHECKING:
     from qbs_lab.sim import SimLab
@@ -262,17 +263,9 @@ def load_station(path: str | Path) -> StationConfig:
     """Read and validate a station file; raise :class:`StationError` listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise StationError([f"{path}: cannot read the station file ({err.strerror})"]) from None
-    try:
-        node = yaml.compose(text)
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{mark.line + 1}:" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise StationError([f"{path}:{where} not valid YAML ({problem})"]) from None
+        doc, node = read_yaml(path, "station file")
+    except YamlFileError as err:
+        raise StationError([str(err)]) from None
     v = _Validator(path, _key_lines(node))
     config = v.validate(doc)
     if v.problems:

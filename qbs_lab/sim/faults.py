@@ -68,6 +68,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
+from qbs_lab.yaml_file import YamlFileError, read_yaml
+
 if TYPE_CHECKING:
     from qbs_lab.sim.emulators.base import Emulator
     from qbs_lab.sim.lab import SimLab
@@ -311,17 +313,9 @@ class FaultSchedule:
         """
         path = Path(path)
         try:
-            text = path.read_text()
-        except OSError as err:
-            raise FaultError([f"{path}: cannot read the fault schedule ({err.strerror})"]) from None
-        try:
-            node = yaml.compose(text)
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f"{mark.line + 1}:" if mark else ""
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise FaultError([f"{path}:{where} not valid YAML ({problem})"]) from None
+            doc, node = read_yaml(path, "fault schedule")
+        except YamlFileError as err:
+            raise FaultError([str(err)]) from None
         lines: dict[tuple[Any, ...], int] = {}
         entries: Any = doc
         if isinstance(doc, dict):

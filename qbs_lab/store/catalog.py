@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +105,24 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+@contextmanager
+def connect(path: Path, schema: str) -> Iterator[sqlite3.Connection]:
+    """One short transaction on the database at ``path`` (WAL mode, ``schema`` made if missing), closed
+    after it: nothing holds a lock between calls."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, timeout=30.0)
+    except sqlite3.Error as err:
+        raise CatalogError(f"{path}: cannot open the catalog ({err})") from None
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(schema)
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
 def now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -116,20 +134,8 @@ class Catalog:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / "catalog.sqlite"
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = sqlite3.connect(self.path, timeout=30.0)
-        except sqlite3.Error as err:
-            raise CatalogError(f"{self.path}: cannot open the catalog ({err})") from None
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(_SCHEMA)
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path, _SCHEMA)
 
     def new_run(
         self,
