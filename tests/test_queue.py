@@ -66,7 +66,8 @@ def test_plan_file_problems_are_reported_together_with_lines_and_nothing_is_adde
 def test_plan_file_values_become_settings(tmp_path: Path) -> None:
     plan = tmp_path / "tonight.yaml"
     plan.write_text(
-        "items:\n  - procedure: field_isotherms\n    set: {temperatures: [0.06, 0.12], num: 5, snake: false}\n"
+        "items:\n  - procedure: field_isotherms\n"
+        "    set: {temperatures: [0.06, 0.12], num: 5, snake: false}\n"
     )
     q = Queue(tmp_path / "data")
     (item,) = q.load(plan)
