@@ -126,6 +126,7 @@ class TemperatureStabilizer:
     def __init__(self, station: Station, policy: TemperaturePolicy, clock: Clock) -> None:
         self.station, self.policy, self.clock = station, policy, clock
         self.outcomes: list[tuple[float, float, str]] = []
+        self.watch: Callable[[], None] | None = None  # called at every poll (the runner's hazard check)
 
     def move(self, setpoint: float) -> None:
         p, thermo = self.policy, self.station.thermometry
@@ -152,6 +153,8 @@ class TemperatureStabilizer:
                         f" {thermo.temperature_sample() * 1e3:.4g} mK)"
                     )
                 return
+            if self.watch is not None:
+                self.watch()  # hazards (quench, leakage) are not left to wait for the next point
             self.clock.sleep(p.poll)
 
 

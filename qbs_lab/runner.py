@@ -51,6 +51,7 @@ __all__ = [
     "SuspendAbort",
     "SuspendTimeout",
     "Trip",
+    "Tripped",
     "first_unmeasured",
 ]
 
@@ -74,6 +75,15 @@ class Supervisor(Protocol):
     def check(self) -> Trip | None: ...
 
     def on_error(self, err: Exception) -> Trip | None: ...
+
+
+class Tripped(Exception):
+    """Raised from inside a wait (a temperature stabilization, another condition's pause) when a hazard
+    trips there; the runner applies the trip's policy."""
+
+    def __init__(self, trip: Trip) -> None:
+        super().__init__(trip.reason)
+        self.trip = trip
 
 
 class SuspendAbort(SafetyError):
@@ -144,6 +154,15 @@ class Runner:
         self.stop = stop or StopRequest()
         self.subscribers = list(subscribers)
         self.movers, self.stabilizer = bind_axes(plan, station, self.clock)
+        check_hazards = getattr(supervisor, "check_hazards", None)
+        if self.stabilizer is not None and check_hazards is not None:
+
+            def watch() -> None:
+                trip = check_hazards()
+                if trip is not None:
+                    raise Tripped(trip)
+
+            self.stabilizer.watch = watch
         if plan.measurements:
             getters = [m.getter for m in plan.measurements]
             self.variables = tuple(m.name for m in plan.measurements)
@@ -176,7 +195,9 @@ class Runner:
         result = RunResult("running", start, n, phases)
         t_origin = clock.now() - t_offset
         try:
+            t0 = clock.now()
             settle = self._prepare() if start < n else 0.0  # all measured: only park
+            phases["settle"] += clock.now() - t0  # setting the time constant: part of settling
             movers = [self.movers[a.name] for a in plan.axes]
             values = [a.values for a in plan.axes]
             ndim = len(movers)
@@ -193,27 +214,36 @@ class Runner:
                     if need_fixed:
                         for mover, value in fixed:
                             t0 = now()
-                            mover.move(value)
-                            phases[mover.phase] += now() - t0
+                            try:
+                                mover.move(value)
+                            finally:
+                                phases[mover.phase] += now() - t0
                         need_fixed = False
                     for d in range(ndim):
                         if idx[d] != prev[d]:
                             mover = movers[d]
                             t0 = now()
-                            mover.move(values[d][idx[d]])
-                            phases[mover.phase] += now() - t0
+                            try:
+                                mover.move(values[d][idx[d]])
+                            finally:  # a move cut short by a fault took fridge time all the same
+                                phases[mover.phase] += now() - t0
                     prev = idx
-                    t0 = now()
-                    if settle > 0:
-                        clock.sleep(settle)
-                    t1 = now()
-                    record = (*read(), t1 - t_origin)
-                    t2 = now()
-                    phases["settle"] += t1 - t0
-                    phases["measure"] += t2 - t1
-                    trip = supervisor.check() if supervisor is not None else None
+                    t0 = t1 = now()
+                    try:
+                        if settle > 0:
+                            clock.sleep(settle)
+                    finally:
+                        t1 = now()
+                        phases["settle"] += t1 - t0
+                    try:  # the reading, with its retries, and the suspenders' look at the lab after it
+                        record = (*read(), t1 - t_origin)
+                        trip = supervisor.check() if supervisor is not None else None
+                    finally:
+                        phases["measure"] += now() - t1
                 except (RunInterrupted, KeyboardInterrupt):
                     raise
+                except Tripped as tripped:
+                    trip = tripped.trip
                 except Exception as err:
                     trip = supervisor.on_error(err) if supervisor is not None else None
                     if trip is None:
@@ -269,7 +299,12 @@ class Runner:
         result.interruptions.append(entry)
         if trip.policy == "pause":
             waited0 = self.clock.now()
-            recovered = trip.wait_for_recovery()
+            try:
+                recovered = trip.wait_for_recovery()
+            except Tripped as hazard:  # a quench or a leak while paused: its own policy decides
+                result.phases["suspended"] += self.clock.now() - waited0
+                entry["outcome"] = f"interrupted by: {hazard.trip.reason}"
+                return self._handle(hazard.trip, k, start, order, result, t_origin)
             result.phases["suspended"] += self.clock.now() - waited0
             entry["waited_s"] = round(self.clock.now() - waited0, 3)
             if recovered:

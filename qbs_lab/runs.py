@@ -260,8 +260,6 @@ def start_run(
     )
     path = opts.data_dir / date.today().isoformat() / f"{run_id}-{proc.name}.zarr"
     catalog.update(run_id, path=str(path))
-    if on_created is not None:
-        on_created(run_id)
     stop = StopRequest()
     try:
         with _station(config, opts, stop) as (station, lab):
@@ -284,6 +282,8 @@ def start_run(
                 attrs["truth"] = _dumps(_truth(lab, plan))
             store = RunStore.for_plan(path, plan, runner.variable_attrs(), attrs)
             runner.store = store
+            if on_created is not None:  # the store exists: from now on the run can be resumed
+                on_created(run_id)
             ctx = _Context(
                 catalog, run_id, plan, store, RunLog(path), 0, 0.0, est, progress, out, subscribers
             )

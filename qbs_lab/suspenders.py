@@ -59,7 +59,7 @@ from typing import Any
 from qbs_lab.clock import Clock
 from qbs_lab.drivers.errors import LeakageError, QuenchError
 from qbs_lab.drivers.protocols import MagnetStatus
-from qbs_lab.runner import Trip
+from qbs_lab.runner import Trip, Tripped
 
 __all__ = [
     "CONDITIONS",
@@ -99,6 +99,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 _POSITIVE = {"timeout", "poll", "ceiling", "limit"}  # > 0
 _NONNEGATIVE = {"every", "hold"}  # >= 0
 _INTEGERS = {"max_pauses": 0, "persist": 1}  # whole numbers >= the bound
+
+
+#: the conditions watched also while the run waits (stabilizing a temperature, paused for another)
+HAZARDS = ("quench", "leakage")
 
 
 class SuspenderError(ValueError):
@@ -360,10 +364,13 @@ class Suspenders:
         return lines
 
     # -- the Supervisor protocol ----------------------------------------------------------------------
-    def check(self) -> Trip | None:
-        """Poll every condition that is due; the first that trips (most severe first), else None."""
+    def check(self, only: tuple[str, ...] | None = None) -> Trip | None:
+        """Poll every condition that is due (or those named in ``only``); the first that trips (most
+        severe first), else None."""
         now = self.clock.now()
         for name, probe in self._probes.items():
+            if only is not None and name not in only:
+                continue
             cond = self.conditions[name]
             if not cond.on:
                 continue
@@ -375,6 +382,11 @@ class Suspenders:
             if reason is not None:
                 return self._trip(cond, reason)
         return None
+
+    def check_hazards(self) -> Trip | None:
+        """Only the conditions that must not wait for the next point (quench, leakage): polled during a
+        temperature stabilization, where the mixing chamber is off its setpoint by design."""
+        return self.check(only=HAZARDS)
 
     def on_error(self, err: Exception) -> Trip | None:
         """The trip for a quench, a leakage or an instrument not answering; None for anything else."""
@@ -421,6 +433,14 @@ class Suspenders:
         t0 = clock.now()
         since: float | None = None
         while True:
+            try:
+                hazard = self.check_hazards() if cond.name not in HAZARDS else None
+            except Exception as err:  # a hazard that cannot be read now is looked at again next poll
+                if not not_answering(err):
+                    raise
+                hazard = None
+            if hazard is not None:
+                raise Tripped(hazard)  # a quench or a leak while paused for something else: act now
             try:
                 ok = recovered()
             except Exception as err:  # an instrument that does not answer yet is "not recovered"

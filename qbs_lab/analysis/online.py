@@ -53,7 +53,7 @@ class OnlineCrossing:
         on_update: Callable[[dict[str, Any]], None] | None = None,
         *,
         n_boot: int = 100,
-        collapse_boot: int = 8,
+        collapse_boot: int = 16,
     ) -> None:
         if not self.applies(plan):
             raise ValueError(f"online crossing needs dims (T, B) or (T, V_g), not {plan.dims}")
@@ -117,6 +117,9 @@ class OnlineCrossing:
                 znu_err=_num(collapse.znu_err),
                 quality=_num(collapse.quality),
                 excluded=[{"T": T, "reason": reason} for T, reason in collapse.excluded],
+                collapse_x_c=_num(collapse.x_c),
+                collapse_x_c_err=_num(collapse.x_c_err),
+                collapse_drift=_num(collapse.drift),
             )
         record["seconds"] = round(time.perf_counter() - start, 3)
         self.updates.append(record)

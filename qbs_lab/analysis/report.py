@@ -124,7 +124,7 @@ def _plots(
         fig, ax = plt.subplots(figsize=(7, 5))
         for T, c in zip(temps, colors, strict=True):
             line = R.sel({over: T})
-            u = (np.asarray(line[x]) - collapse.x_c) * xs * T ** (-1 / collapse.znu)
+            u = collapse.scaling_variable(np.asarray(line[x]), float(T)) * xs  # x_c(T) with a fitted drift
             style = (
                 {"color": "lightgrey", "label": f"{T * 1e3:.0f} mK (excluded)"}
                 if T in excluded
