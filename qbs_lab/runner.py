@@ -310,7 +310,8 @@ class Runner:
             if recovered:
                 line = order[k][:-1]
                 checkpoint = k
-                while checkpoint > start and (order[checkpoint - 1][:-1] == line).all():
+                # the line's first point; a 1-D plan is one line of slow points: redo only this one
+                while len(line) and checkpoint > start and (order[checkpoint - 1][:-1] == line).all():
                     checkpoint -= 1
                 entry["redo_from"] = checkpoint
                 entry["outcome"] = "recovered"

@@ -30,9 +30,9 @@ from conftest import STATION
 from qbs_lab import __version__
 from qbs_lab.filters import ENBW_FACTOR
 from qbs_lab.interrupt import GuardedClock, RunInterrupted, StopRequest
-from qbs_lab.plan import Axis, Plan, TemperaturePolicy, linspace
+from qbs_lab.plan import Axis, Measurement, Plan, TemperaturePolicy, linspace
 from qbs_lab.procedure import load_procedure, parse_settings
-from qbs_lab.runner import Runner, RunResult
+from qbs_lab.runner import Runner, RunResult, Trip
 from qbs_lab.runs import LabOptions, PlanError, estimate_plan, start_run
 from qbs_lab.sim import SimLab
 from qbs_lab.sim.emulators.base import LoggedCommand
@@ -692,3 +692,42 @@ def test_run_interrupted_is_what_a_guarded_sleep_raises() -> None:
     stop.parking = True
     guard.sleep(3.0)
     assert slept == [1.0, 3.0]
+
+
+class _PauseOnce:
+    """A supervisor that trips once, with the pause policy, after the point number ``at``."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.calls, self.tripped = at, 0, False
+
+    def check(self) -> Trip | None:
+        self.calls += 1
+        if not self.tripped and self.calls == self.at + 1:
+            self.tripped = True
+            return Trip("test trouble", "pause", lambda: True)
+        return None
+
+    def on_error(self, err: Exception) -> Trip | None:
+        return None
+
+
+@pytest.mark.parametrize(("shape", "at", "redo_from"), [((6,), 3, 3), ((2, 4), 6, 4)])
+def test_a_recovered_pause_redoes_the_line_or_in_1d_only_the_point(
+    shape: tuple[int, ...], at: int, redo_from: int
+) -> None:
+    """After a pause the current line is measured again from its first point; a 1-D plan is one line of
+    slow points (a temperature sweep), so only the tripped point is measured again."""
+    sets: list[tuple[str, float]] = []
+    names = ("a", "b")[: len(shape)]
+    axes = tuple(
+        Axis(name, tuple(float(v) for v in range(n)), setter=lambda v, _n=name: sets.append((_n, v)))
+        for name, n in zip(names, shape, strict=True)
+    )
+    plan = Plan("t", axes=axes, measurements=(Measurement("m", lambda: 1.0),), park=False)
+    result = Runner(plan, supervisor=_PauseOnce(at)).run()
+    assert result.status == "completed" and result.done == plan.size
+    (entry,) = result.interruptions
+    assert entry["point"] == at and entry["redo_from"] == redo_from and entry["outcome"] == "recovered"
+    # the points from the checkpoint to the tripped one were stored again (the tripped one only once)
+    assert result.point_times == sorted(result.point_times)
+    assert len(result.point_times) == plan.size + (at - redo_from)
