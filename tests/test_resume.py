@@ -16,7 +16,6 @@ a reproducible place of the run; the call stack at that moment is checked to be 
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
 import subprocess
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 import xarray as xr
+from forkserver import ForkServer, Job
 
 from qbs_lab.store.catalog import Catalog, RunRecord
 
@@ -181,51 +181,6 @@ for line in sys.stdin:
     _, status = os.waitpid(pid, 0)
     print(json.dumps({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)}), flush=True)
 """
-
-
-@dataclass
-class Job:
-    returncode: int
-    pid: int
-    stdout: str
-    stderr: str
-
-
-class ForkServer:
-    def __init__(self, script: Path) -> None:
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-        )
-        self.n = 0
-
-    def run(
-        self, argv: list[str], cwd: Path, spec: str = "never", signal: str = "SIGKILL", log: str = ""
-    ) -> Job:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.n += 1
-        out, err = cwd / f"job{self.n}.out", cwd / f"job{self.n}.err"
-        job = {
-            "argv": argv,
-            "cwd": str(cwd),
-            "spec": spec,
-            "signal": signal,
-            "log": log,
-            "stdout": str(out),
-            "stderr": str(err),
-            "timeout": TIMEOUT,
-        }
-        self.proc.stdin.write(json.dumps(job) + "\n")
-        self.proc.stdin.flush()
-        reply = self.proc.stdout.readline()
-        assert reply, "the fork server died"
-        r = json.loads(reply)
-        return Job(r["returncode"], r["pid"], out.read_text(), err.read_text())
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
 
 
 @dataclass
@@ -384,7 +339,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[queue.Queue[Fo
     script = tmp_path_factory.mktemp("server") / "fork_server.py"
     script.write_text(SERVER)
     pool: queue.Queue[ForkServer] = queue.Queue()
-    started = [ForkServer(script) for _ in range(2)]
+    started = [ForkServer(script, TIMEOUT) for _ in range(2)]
     for s in started:
         pool.put(s)
     yield pool
