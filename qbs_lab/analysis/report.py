@@ -19,7 +19,7 @@ import xarray as xr
 from qbs_lab.analysis.collapse import CollapseResult, fit_collapse
 from qbs_lab.analysis.crossing import H_OVER_4E2, CrossingResult, find_crossing
 
-__all__ = ["AnalysisInputError", "analyze_crossing", "format_report"]
+__all__ = ["AnalysisInputError", "analyze_crossing", "best_estimate", "format_report"]
 
 UNITS = {"B": ("mT", 1e3), "V_g": ("V", 1.0), "T": ("mK", 1e3)}
 
@@ -61,6 +61,18 @@ def analyze_crossing(
     R = ds["R"].load()
     if set(R.dims) != {x, over}:
         raise AnalysisInputError(f"{path}: R is over {R.dims}, not over ({x}, {over}): use --x and --over")
+    result, crossing, collapse = best_estimate(R, x, over, n_boot)
+    written = _plots(path, R, x, over, crossing, collapse) if plots else []
+    return result, written
+
+
+def best_estimate(
+    R: xr.DataArray, x: str = "B", over: str = "T", n_boot: int = 200
+) -> tuple[dict[str, Any], CrossingResult, CollapseResult | None]:
+    """The JSON-ready result: the crossing analysis, then the collapse's z*nu and quality and, when the
+    collapse succeeds, its refined critical point as x_c (its errors include the isotherm and window
+    systematics the pairwise crossings' bootstrap leaves out; with a fitted drift it is the T -> 0
+    value). ``crossings`` stay the pairwise ones."""
     crossing = find_crossing(R, x=x, over=over, n_boot=n_boot)
     result = crossing.to_dict()
     collapse = None
@@ -69,8 +81,10 @@ def analyze_crossing(
         result.update(
             znu=_finite(collapse.znu), znu_err=_finite(collapse.znu_err), quality=_finite(collapse.quality)
         )
-    written = _plots(path, R, x, over, crossing, collapse) if plots else []
-    return result, written
+        x_c, x_c_err = _finite(collapse.x_c), _finite(collapse.x_c_err)
+        if x_c is not None and x_c_err is not None:
+            result.update(x_c=x_c, x_c_err=x_c_err)
+    return result, crossing, collapse
 
 
 def _finite(value: float) -> float | None:
