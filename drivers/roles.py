@@ -175,6 +175,28 @@ class MagnetRole:
                 )
             self.clock.sleep(self.limits.poll)
 
+    def make_persistent(self) -> None:
+        """Leave the magnet persistent at its present field: switch heater off, supply to zero current.
+
+        Raises :class:`SafetyError` for a supply or magnet without a persistent switch (it then holds
+        its field), and when the supply does not reach zero current in time.
+        """
+        persist = getattr(self.adapter, "make_persistent", None)
+        has_switch = getattr(self.adapter, "has_persistent_switch", None)
+        if persist is None or has_switch is None or not has_switch():
+            raise SafetyError("the magnet has no persistent switch: it holds its field on the supply")
+        self._raise_if_quenched()
+        field = self.adapter.field()
+        persist()
+        # switch cooling, then the supply's current ramps down at the set rate
+        deadline = self.clock.now() + 1.5 * abs(field) / self.limits.max_rate + 600.0
+        while (status := self._raise_if_quenched()) is not MagnetStatus.AT_ZERO:
+            if self.clock.now() > deadline:
+                raise SafetyError(
+                    f"the supply did not reach zero current for persistent mode ({status.value})"
+                )
+            self.clock.sleep(self.limits.poll)
+
     def _raise_if_quenched(self) -> MagnetStatus:
         status = self.adapter.status()
         if status is MagnetStatus.QUENCH:

@@ -230,9 +230,10 @@ def station_measurements(station: Station) -> Callable[[], tuple[float, ...]]:
 def park(station: Station, fault: bool = False) -> list[str]:
     """The station's safe state (``safe_state:`` in the station file); what failed, if any.
 
-    RF off and the gate at its safe value unless the policy says ``hold``; the magnet to 0 T unless
-    ``hold``. The heater is switched off only after a fault or an interruption (``fault``), and only
-    with ``heater: off``: after a completed run the next one may want the same temperature.
+    RF off and the gate at its safe value unless the policy says ``hold``; the magnet to 0 T, held, or
+    left persistent at its field (``persistent``). The heater is switched off only after a fault or an
+    interruption (``fault``), and only with ``heater: off``: after a completed run the next one may want
+    the same temperature.
     """
     policy = station.config.safe_state
     failures: list[str] = []
@@ -243,6 +244,8 @@ def park(station: Station, fault: bool = False) -> list[str]:
         steps.append((f"gate to {station.config.gate.safe_value} V", station.gate.to_safe_value))
     if policy.magnet == "zero":
         steps.append(("magnet to 0 T", lambda: station.magnet.ramp_to(0.0)))
+    elif policy.magnet == "persistent":
+        steps.append(("magnet persistent", station.magnet.make_persistent))
     if fault and policy.heater == "off":
         steps.append(("heater off", station.thermometry.heater_off))
     for what, step in steps:

@@ -81,7 +81,7 @@ TOP_LEVEL = {
 #: safe_state: role -> the choices (first is the default)
 SAFE_STATE_CHOICES = {
     "gate": ("zero", "hold"),
-    "magnet": ("zero", "hold"),
+    "magnet": ("zero", "hold", "persistent"),
     "heater": ("off", "hold"),
     "rf": ("off", "hold"),
 }
@@ -115,8 +115,9 @@ class StationError(Exception):
 class SafeState:
     """Where each role goes when a run ends or faults (station file ``safe_state:``).
 
-    gate: ``zero`` (ramp to ``safety.gate.safe_value``) or ``hold``; magnet: ``zero`` or ``hold`` (the
-    persistent mode is not driven by the magnet role yet); heater: ``off`` (after a fault or an
+    gate: ``zero`` (ramp to ``safety.gate.safe_value``) or ``hold``; magnet: ``zero``, ``hold`` or
+    ``persistent`` (switch heater off, supply to zero: the coil keeps its field; a magnet without a
+    persistent switch holds instead, reported as a park failure); heater: ``off`` (after a fault or an
     interruption) or ``hold``; rf: ``off`` or ``hold``.
     """
 

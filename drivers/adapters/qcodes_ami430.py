@@ -47,3 +47,13 @@ class QcodesAMI430:
 
     def status(self) -> MagnetStatus:
         return _STATES.get(self.driver.ramping_state(), MagnetStatus.OTHER)
+
+    # -- persistent mode (optional capability of a magnet adapter) --------------------------------
+    def has_persistent_switch(self) -> bool:
+        return bool(self.driver.switch_heater.enabled())
+
+    def make_persistent(self) -> None:
+        """Switch heater off (the driver waits while the switch cools), then the supply's current to
+        zero: the coil keeps its field, persistent."""
+        self.driver.switch_heater.state(False)
+        self.driver.zero()
