@@ -505,6 +505,7 @@ TIMEOUT = 120
 SERVER = """
 import json, os, signal, sys, traceback
 
+from forkserver import serve
 from qbs_lab import cli, clock, runner
 from qbs_lab.queue import Queue
 from qbs_lab.store import run_store
@@ -593,8 +594,7 @@ Catalog.update = catalog_update
 run_store.RunStore.record = record
 
 
-def child(j):
-    signal.alarm(j["timeout"])  # a run that hangs ends (SIGALRM) instead of hanging the tests
+def prepare(j):
     job.update(j)
     kind, _, arg = j["spec"].partition("=")
     job["kind"] = kind
@@ -609,33 +609,9 @@ def child(j):
     elif kind == "catalog":
         status, _, proc = arg.partition("@")
         job["status"], job["proc"] = status, proc
-    os.chdir(j["cwd"])
-    for fd, name in ((1, j["stdout"]), (2, j["stderr"])):
-        os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-    code = 3
-    try:
-        code = cli.main(j["argv"])
-    except SystemExit as err:
-        code = err.code if isinstance(err.code, int) else 2
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        if j["log"]:
-            with open(j["log"], "w") as f:
-                json.dump({"points": log, "origins": origins}, f)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
 
 
-for line in sys.stdin:
-    j = json.loads(line)
-    sys.stdout.flush()
-    pid = os.fork()
-    if pid == 0:
-        child(j)
-    _, status = os.waitpid(pid, 0)
-    print(json.dumps({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)}), flush=True)
+serve(prepare, lambda: {"points": log, "origins": origins})
 """
 
 

@@ -70,6 +70,7 @@ SERVER = """
 import json, os, signal, sys, traceback
 from pathlib import Path
 
+from forkserver import serve
 from qbs_lab import cli, clock, runner
 from qbs_lab.store import run_store
 
@@ -143,8 +144,7 @@ os.replace = replace
 run_store.RunStore.record = record
 
 
-def child(j):
-    signal.alarm(j["timeout"])  # a run that hangs ends (SIGALRM) instead of hanging the tests
+def prepare(j):
     job.update(j)
     kind, _, arg = j["spec"].partition("=")
     job["kind"] = kind
@@ -153,33 +153,9 @@ def child(j):
     elif kind == "replace":
         var, _, after = arg.partition(";after=")
         job["var"], job["at"] = var, float(after)
-    os.chdir(j["cwd"])
-    for fd, name in ((1, j["stdout"]), (2, j["stderr"])):
-        os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-    code = 3
-    try:
-        code = cli.main(j["argv"])
-    except SystemExit as err:
-        code = err.code if isinstance(err.code, int) else 2
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        if j["log"]:
-            with open(j["log"], "w") as f:
-                json.dump(log, f)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
 
 
-for line in sys.stdin:
-    j = json.loads(line)
-    sys.stdout.flush()
-    pid = os.fork()
-    if pid == 0:
-        child(j)
-    _, status = os.waitpid(pid, 0)
-    print(json.dumps({"pid": pid, "returncode": os.waitstatus_to_exitcode(status)}), flush=True)
+serve(prepare, lambda: log)
 """
 
 
