@@ -185,8 +185,8 @@ class Queue:
             ).fetchall()
             for row in rows:
                 item, pid = _item(row[:-1]), row[-1]
-                if item.status == "running" and pid not in (None, me) and _alive(pid):
-                    continue  # another runner is on it
+                if item.status == "running" and pid is not None and (pid == me or _alive(pid)):
+                    continue  # a runner is on it (this one too: a claim ends in release or a verdict)
                 claimed = conn.execute(
                     "UPDATE queue SET status = 'running', pid = ? WHERE item_id = ? AND status = ?",
                     (me, item.item_id, item.status),
@@ -196,10 +196,12 @@ class Queue:
         return None
 
     def release(self, item: QueueItem) -> None:
-        """Give a claimed item back as it was (the runner stops before its run exists)."""
+        """Give a claimed item back: as it was if its run does not exist yet, else still ``running``
+        (to be resumed by the next runner)."""
         with self._connect() as conn:
             conn.execute(
-                "UPDATE queue SET status = ?, pid = NULL WHERE item_id = ? AND run_id IS NULL",
+                "UPDATE queue SET pid = NULL,"
+                " status = CASE WHEN run_id IS NULL THEN ? ELSE status END WHERE item_id = ?",
                 (item.status, item.item_id),
             )
 
@@ -311,9 +313,11 @@ def run_queue(
             notify("item_done", item=item.item_id, run_id=outcome.run_id, procedure=item.procedure)
         elif result.status == "interrupted":
             queue.update(item.item_id, message=result.message)
+            queue.release(item)
             return "interrupted"
         elif (result.message or "").startswith(DISK_FULL):  # every item would fail: resumed next time
             queue.update(item.item_id, message=result.message)
+            queue.release(item)
             notify(
                 "item_failed",
                 item=item.item_id,

@@ -61,7 +61,8 @@ def cli(*argv: str) -> tuple[int, str, str]:
 
 def gate_levels(lab: SimLab) -> list[float]:
     log = lab.command_log("gate")
-    return [float(c.args[0]) for c in log if c.command.upper().startswith("SOUR:VOLT") and "?" not in c.command]
+    sets = [c for c in log if c.command.upper().startswith("SOUR:VOLT") and "?" not in c.command]
+    return [float(c.args[0]) for c in sets]
 
 
 def magnet_targets(lab: SimLab) -> list[float]:
@@ -92,7 +93,7 @@ def assert_records_agree(data: Path, run_id: str, status: str, message: str) -> 
 
 
 def assert_resume_completes(data: Path, run_id: str) -> None:
-    code, out, err = cli("resume", run_id, "--data", str(data), "--no-progress")
+    code, _out, err = cli("resume", run_id, "--data", str(data), "--no-progress")
     assert code == 0, err
     assert "Traceback" not in err
     record = Catalog(data).get(run_id)
@@ -120,7 +121,8 @@ def test_injected_enospc_parks_first_ends_in_one_line_and_resume_completes(
 
     def update(self: Catalog, run_id: str, **fields: Any) -> None:
         if disk["full"]:
-            raise catalog_module._catalog_error(sqlite3.OperationalError("database or disk is full"), self.path)
+            full = sqlite3.OperationalError("database or disk is full")
+            raise catalog_module._catalog_error(full, self.path)
         real_update(self, run_id, **fields)
 
     real_record = run_store.RunStore.record
@@ -200,7 +202,7 @@ def test_a_real_full_disk_parks_first_and_resume_completes_once_space_is_freed(
     assert_parked(labs[-1], at_fill)
 
     ballast.unlink()  # space is freed
-    code, out, _ = cli("runs", "--data", str(data))
+    code, _out, _ = cli("runs", "--data", str(data))
     assert code == 0
     assert_records_agree(data, outcome.run_id, "aborted", f"no space left on device ({store})")
     assert_resume_completes(data, outcome.run_id)
@@ -209,7 +211,7 @@ def test_a_real_full_disk_parks_first_and_resume_completes_once_space_is_freed(
 def test_a_run_that_would_not_fit_is_refused_before_it_starts(small_disk: Path) -> None:
     data = small_disk / "data"
     (small_disk / "ballast").write_bytes(b"\0" * (7 * 2**20 + 600 * 2**10))  # leaves ~0.4 MiB
-    code, out, err = cli(
+    code, _out, err = cli(
         "run", "gate_sweep", "--sim", "--station", str(STATION), "--data", str(data), "--set", "num=61"
     )
     assert code == 2
