@@ -343,9 +343,9 @@ def _rebuild(args: argparse.Namespace) -> int:
     print(f"rebuilt the catalog of {args.data} from {len(report.runs)} run stores")
     if report.moved_aside is not None:
         print(f"  the old catalog is kept as {report.moved_aside}")
-    if report.queue_items is not None:
+    if report.queue_items:
         print(f"  the queue's {report.queue_items} items were copied over")
-    elif report.moved_aside is not None:
+    elif report.queue_items is None:
         print("  the old catalog's queue could not be read: load tonight's plan again (qbs-lab queue load)")
     for problem in report.unreadable:
         print(f"qbs-lab: warning: not in the catalog: {problem}", file=sys.stderr)

@@ -148,7 +148,7 @@ def _catalog_error(err: sqlite3.DatabaseError, path: Path) -> Exception:
     code = getattr(err, "sqlite_errorcode", 0) & 0xFF
     if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "malformed" in str(err):
         return CatalogError(
-            f"{path}: the catalog is damaged ({err}); the run stores are intact: rebuild it from them"
+            f"{path}: the catalog is damaged ({err}); the run stores are the truth: rebuild it from them"
             f" with `qbs-lab runs --rebuild --data {path.parent}`"
         )
     return CatalogError(f"{path}: {err}")

@@ -105,15 +105,16 @@ def _record_from_store(path: Path) -> RunRecord:
 
 
 def _salvage_queue(path: Path) -> tuple[str, list[tuple[Any, ...]]] | None:
-    """The queue table's schema and rows from the old catalog, or None if they cannot be read."""
+    """The queue table's schema and rows from the old catalog ("" and none when it has no queue), or
+    None if they cannot be read."""
     if not path.exists():
-        return None
+        return "", []
     try:
         conn = sqlite3.connect(path, timeout=5.0)
         try:
             row = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'queue'").fetchone()
             if row is None:
-                return None
+                return "", []
             return row[0], conn.execute("SELECT * FROM queue").fetchall()
         finally:
             conn.close()
@@ -122,6 +123,8 @@ def _salvage_queue(path: Path) -> tuple[str, list[tuple[Any, ...]]] | None:
 
 
 def _restore_queue(path: Path, schema: str, rows: list[tuple[Any, ...]]) -> int:
+    if not schema:
+        return 0
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(schema)
         if rows:
