@@ -117,6 +117,10 @@ class Queue:
         if item.status == "running":
             raise QueueError([f"item {item_id} is running (run {item.run_id}); stop the queue first"])
         with self._connect() as conn:
+            (pid,) = conn.execute("SELECT pid FROM queue WHERE item_id = ?", (item_id,)).fetchone()
+        if item.status == "pending" and pid is not None and _alive(pid):
+            raise QueueError([f"item {item_id} is being started by process {pid}; stop the queue first"])
+        with self._connect() as conn:
             conn.execute("DELETE FROM queue WHERE item_id = ?", (item_id,))
         self._renumber()
 
@@ -174,8 +178,9 @@ class Queue:
 
     def claim(self) -> QueueItem | None:
         """Take the first item still to run for this process, in one transaction: a pending one, or a
-        running one whose runner is gone (to be resumed). The item as it was before the claim; None
-        when nothing is left. Two runners calling this at once never get the same item."""
+        running one whose runner is gone (to be resumed), with no live runner's pid on it. The status
+        stays as it is (``running`` once the item's run exists). None when nothing is left. Two runners
+        calling this at once never get the same item."""
         me = os.getpid()
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")  # the write lock from the look to the update
@@ -185,25 +190,20 @@ class Queue:
             ).fetchall()
             for row in rows:
                 item, pid = _item(row[:-1]), row[-1]
-                if item.status == "running" and pid is not None and (pid == me or _alive(pid)):
+                if pid is not None and (pid == me or _alive(pid)):
                     continue  # a runner is on it (this one too: a claim ends in release or a verdict)
                 claimed = conn.execute(
-                    "UPDATE queue SET status = 'running', pid = ? WHERE item_id = ? AND status = ?",
-                    (me, item.item_id, item.status),
+                    "UPDATE queue SET pid = ? WHERE item_id = ? AND status = ? AND pid IS ?",
+                    (me, item.item_id, item.status, pid),
                 ).rowcount
                 if claimed == 1:
                     return item
         return None
 
     def release(self, item: QueueItem) -> None:
-        """Give a claimed item back: as it was if its run does not exist yet, else still ``running``
-        (to be resumed by the next runner)."""
+        """Give a claimed item back (pending, or running to be resumed by the next runner)."""
         with self._connect() as conn:
-            conn.execute(
-                "UPDATE queue SET pid = NULL,"
-                " status = CASE WHEN run_id IS NULL THEN ? ELSE status END WHERE item_id = ?",
-                (item.status, item.item_id),
-            )
+            conn.execute("UPDATE queue SET pid = NULL WHERE item_id = ?", (item.item_id,))
 
 
 def _item(row: tuple[Any, ...]) -> QueueItem:

@@ -152,10 +152,12 @@ def test_queue_items_are_claimed_atomically_by_concurrent_processes(tmp_path: Pa
     for p in procs:
         assert p.stdout is not None
         claimed += [int(x) for x in p.stdout.readline().split()]
+    assert q.claim() is None  # every item is claimed by a live runner
     for p in procs:
         p.communicate("")
     assert sorted(claimed) == ids  # every item once, none twice
-    assert {i.status for i in q.items()} == {"running"}
+    assert {i.status for i in q.items()} == {"pending"}  # claimed, no run yet
+    assert q.claim() is not None  # the claimers are gone: their items can be taken over
 
 
 def test_two_queue_runs_on_one_queue_run_each_item_once(tmp_path: Path, slow: str) -> None:
