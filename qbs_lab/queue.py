@@ -294,8 +294,12 @@ def run_queue(
     goes on; any other error (the station, the disk) stops the queue with the item left to run.
     """
     while (item := queue.claim()) is not None:
+
+        def created(run_id: str, _item: QueueItem = item) -> None:
+            queue.update(_item.item_id, status="running", run_id=run_id)
+
         try:
-            outcome = _run_item(queue, item, start, resume, catalog, notify)
+            outcome = _run_item(queue, item, start, resume, catalog, notify, created)
         except cannot_run as err:
             reason = "; ".join(getattr(err, "problems", None) or [str(err)])
             run_id = queue.get(item.item_id).run_id
@@ -348,6 +352,7 @@ def _run_item(
     resume: Callable[[QueueItem], Any],
     catalog: Catalog,
     notify: Callable[..., None],
+    created: Callable[[str], None],
 ) -> Any:
     """Start or resume one claimed item; None when it only needed marking (its run had ended)."""
     state = None
@@ -367,8 +372,4 @@ def _run_item(
     if (state in ("interrupted", "crashed") or disk_full) and item.status == "running":
         notify("resumed", item=item.item_id, run_id=item.run_id, procedure=item.procedure)
         return resume(item)
-
-    def created(run_id: str, _item: QueueItem = item) -> None:
-        queue.update(_item.item_id, status="running", run_id=run_id)
-
     return start(item, created)
