@@ -369,7 +369,9 @@ def _run_item(
     if state == "aborted" and item.status == "running" and not disk_full:  # its policy; died before noted
         queue.update(item.item_id, status="failed", message=message)
         return None
-    if (state in ("interrupted", "crashed") or disk_full) and item.status == "running":
+    # "running" too: this runner has claimed the item, so whoever ran it is gone (or could not write
+    # its end: a full disk); resume_run settles the records first
+    if (state in ("interrupted", "crashed", "running") or disk_full) and item.status == "running":
         notify("resumed", item=item.item_id, run_id=item.run_id, procedure=item.procedure)
         return resume(item)
     return start(item, created)

@@ -26,6 +26,7 @@ import xarray as xr
 
 from qbs_lab.cli import main
 from qbs_lab.procedure import load_procedure, parse_settings
+from qbs_lab.queue import Queue
 from qbs_lab.runs import LabOptions, start_run
 from qbs_lab.sim.lab import SimLab
 from qbs_lab.store import catalog as catalog_module
@@ -84,12 +85,12 @@ def assert_parked(lab: SimLab, at_fill: dict[str, int]) -> None:
     assert [c.command for c in lab.command_log("rf")][-1].upper().startswith(":OUTP:STAT 0")
 
 
-def assert_records_agree(data: Path, run_id: str, status: str, message: str) -> None:
+def assert_records_agree(data: Path, run_id: str, status: str, message: str | None) -> None:
     record = Catalog(data).get(run_id)
     assert (record.state, record.message) == (status, message)
     assert record.path is not None
     attrs = json.loads((Path(record.path) / ".zattrs").read_text())
-    assert (attrs["status"], attrs["message"]) == (status, message)
+    assert (attrs["status"], attrs["message"]) == (status, message or "")
 
 
 def assert_resume_completes(data: Path, run_id: str) -> None:
@@ -105,18 +106,18 @@ def assert_resume_completes(data: Path, run_id: str) -> None:
         assert ds.attrs["status"] == "completed"
 
 
-def test_injected_enospc_parks_first_ends_in_one_line_and_resume_completes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, labs: list[SimLab]
-) -> None:
-    data = tmp_path / "data"
-    disk: dict[str, Any] = {"full": False, "failed": 0}
-    at_fill: dict[str, int] = {}
-    real_write, real_update = run_store._atomic_write, Catalog.update
+@pytest.fixture
+def injected(monkeypatch: pytest.MonkeyPatch, labs: list[SimLab]) -> dict[str, Any]:
+    """A disk that fills after the fifth point of the first gate sweep: from then on every store write
+    fails as a full disk makes it fail (ENOSPC from the write, no file name) and every catalog write as
+    SQLite's "database or disk is full", until the test sets ``full`` back to False."""
+    disk: dict[str, Any] = {"full": False, "failed": 0, "at_fill": {}}
+    real_write, real_update, real_record = run_store._atomic_write, Catalog.update, run_store.RunStore.record
 
     def atomic_write(final: Path, payload: bytes) -> None:
         if disk["full"]:
             disk["failed"] += 1
-            raise OSError(errno.ENOSPC, "No space left on device")  # as a buffered write raises it
+            raise OSError(errno.ENOSPC, "No space left on device")
         real_write(final, payload)
 
     def update(self: Catalog, run_id: str, **fields: Any) -> None:
@@ -125,17 +126,22 @@ def test_injected_enospc_parks_first_ends_in_one_line_and_resume_completes(
             raise catalog_module._catalog_error(full, self.path)
         real_update(self, run_id, **fields)
 
-    real_record = run_store.RunStore.record
-
     def record(self: run_store.RunStore, index: Any, values: Any) -> None:
         real_record(self, index, values)
-        if index[-1] == 4 and not disk["full"]:  # the disk fills after the fifth point
+        if index[-1] == 4 and not disk["at_fill"]:
             disk["full"] = True
-            at_fill["gate"] = len(labs[-1].command_log("gate"))
+            disk["at_fill"]["gate"] = len(labs[-1].command_log("gate"))
 
     monkeypatch.setattr(run_store, "_atomic_write", atomic_write)
     monkeypatch.setattr(Catalog, "update", update)
     monkeypatch.setattr(run_store.RunStore, "record", record)
+    return disk
+
+
+def test_injected_enospc_parks_first_ends_in_one_line_and_resume_completes(
+    tmp_path: Path, injected: dict[str, Any], labs: list[SimLab]
+) -> None:
+    data = tmp_path / "data"
     argv = ["run", "gate_sweep", "--sim", "--station", str(STATION), "--data", str(data), "--no-progress"]
     code, out, err = cli(*argv, *[a for s in SWEEP for a in ("--set", s)])
     assert code == 1, err
@@ -144,10 +150,10 @@ def test_injected_enospc_parks_first_ends_in_one_line_and_resume_completes(
     store = next(Path(data).glob("*/1-gate_sweep.zarr"))
     assert f"qbs-lab: run 1 aborted: no space left on device ({store})" in lines
     assert "OperationalError" not in err and "[Errno" not in err and "disk I/O" not in err
-    assert disk["failed"] >= 2  # the flushes failed, and the final one came after the park
-    assert_parked(labs[-1], at_fill)
+    assert injected["failed"] >= 2  # the flushes failed, and the final one came after the park
+    assert_parked(labs[-1], injected["at_fill"])
 
-    disk["full"] = False  # space is freed
+    injected["full"] = False  # space is freed
     code, out, _ = cli("runs", "--data", str(data))
     assert code == 0 and "aborted" in out
     assert_records_agree(data, "1", "aborted", f"no space left on device ({store})")
@@ -155,6 +161,34 @@ def test_injected_enospc_parks_first_ends_in_one_line_and_resume_completes(
         kept = int(np.isfinite(ds["t"].values).sum())
     assert kept < 12
     assert_resume_completes(data, "1")
+
+
+def test_a_full_disk_stops_the_queue_which_resumes_the_item_once_space_is_freed(
+    tmp_path: Path, injected: dict[str, Any], labs: list[SimLab]
+) -> None:
+    data = tmp_path / "data"
+    q = Queue(data)
+    first = q.add("gate_sweep", SWEEP)
+    second = q.add("gate_sweep", ["num=3", "V_stop=2"])
+    argv = ["queue", "run", "--sim", "--station", str(STATION), "--data", str(data), "--no-progress"]
+    code, out, err = cli(*argv)
+    assert code == 1, err  # stopped
+    assert "Traceback" not in err
+    assert "queue stopped" in out
+    assert_parked(labs[-1], injected["at_fill"])
+    items = {i.item_id: i for i in q.items()}
+    assert items[first.item_id].status == "running"  # to be resumed, not failed
+    assert items[second.item_id].status == "pending"  # the queue did not go on onto a full disk
+
+    injected["full"] = False  # space is freed
+    code, out, err = cli(*argv)
+    assert code == 0, err
+    assert "queue done" in out
+    items = {i.item_id: i for i in q.items()}
+    assert [items[i].status for i in (first.item_id, second.item_id)] == ["done", "done"]
+    assert items[first.item_id].run_id == "1"  # the same run, resumed
+    assert_records_agree(data, "1", "completed", None)
+    assert len(Catalog(data).runs()) == 2
 
 
 @pytest.fixture
