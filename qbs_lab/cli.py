@@ -121,7 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="no progress line")
-    run.add_argument("--view", action="store_true", help="serve the live view beside the run (qbs-lab view)")
+    run.add_argument(
+        "--view", nargs="?", const=8642, type=_port, metavar="PORT", help="serve the live view beside the run"
+    )
     estimate = sub.add_parser("estimate", help="check limits and time a procedure, touching no instrument")
     _add_procedure_options(estimate)
     procedures = sub.add_parser("procedures", help="the procedures, or one procedure's parameters")
@@ -159,7 +161,9 @@ def _parser() -> argparse.ArgumentParser:
     q_run.add_argument("--sim", action="store_true", help="on the simulated lab instead of the instruments")
     q_run.add_argument("--faults", help="with --sim: a fault schedule (YAML) injected into every item's lab")
     q_run.add_argument("--no-progress", action="store_true", help="no progress line")
-    q_run.add_argument("--view", action="store_true", help="serve the live view beside the queue")
+    q_run.add_argument(
+        "--view", nargs="?", const=8642, type=_port, metavar="PORT", help="serve the live view beside it"
+    )
     for q in (
         q_add,
         q_load,
@@ -193,11 +197,11 @@ def _view(args: argparse.Namespace) -> int:
 
 
 def _beside_view(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
-    if not getattr(args, "view", False):
+    if getattr(args, "view", None) is None:
         return contextlib.nullcontext()
     from qbs_lab.view.launch import view_beside
 
-    return view_beside(args.data, args.station)
+    return view_beside(args.data, args.station, args.view)
 
 
 def _analyze_crossing(args: argparse.Namespace) -> int:

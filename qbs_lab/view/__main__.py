@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 
-from qbs_lab.view.server import DEFAULT_HOST, DEFAULT_PORT, port_problem, serve
+from qbs_lab.view.server import DEFAULT_HOST, DEFAULT_PORT, host_warning, port_problem, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--station", default="station.yaml")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    warning = host_warning(args.host, args.port)
+    if warning:
+        print(f"qbs-lab view: warning: {warning}", file=sys.stderr, flush=True)
     problem = port_problem(args.host, args.port)
     if problem:
         print(f"qbs-lab view: error: {problem}", file=sys.stderr)

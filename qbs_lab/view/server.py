@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections.abc import AsyncIterator
 from importlib.resources import files
@@ -38,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from qbs_lab.view.night import NightView
 from qbs_lab.view.reader import DataReader
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "make_app", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "host_warning", "make_app", "port_problem", "serve"]
 
 #: the page's fixed, documented address
 DEFAULT_HOST = "127.0.0.1"
@@ -163,6 +162,16 @@ def _signature(reader: DataReader, run_id: str | None) -> tuple[Any, ...]:
     return (run_id, reader.catalog_signature(), reader.store_signature(path))
 
 
+def host_warning(host: str, port: int) -> str | None:
+    """The warning for an address other than this machine's loopback, or None."""
+    if is_loopback(host):
+        return None
+    return (
+        f"serving on {host}, not only on this machine's loopback: anyone who can reach {host}:{port}"
+        " sees the runs (the page is read-only); an SSH tunnel to 127.0.0.1 is safer (see the README)"
+    )
+
+
 def is_loopback(host: str) -> bool:
     import ipaddress
 
@@ -181,15 +190,10 @@ def serve(
     station: str | Path | None = "station.yaml",
     quiet: bool = False,
 ) -> None:
-    """Serve the page until Ctrl-C (or SIGTERM)."""
+    """Serve the page until Ctrl-C (or SIGTERM); see :func:`host_warning` for addresses other than
+    loopback."""
     import uvicorn
 
-    if not is_loopback(host):
-        print(
-            f"qbs-lab view: warning: serving on {host}, not only this machine's loopback: anyone who can"
-            f" reach {host}:{port} sees the runs (the page is read-only); an SSH tunnel is safer",
-            file=sys.stderr,
-        )
     app = make_app(data_dir, station)
     shown = f"[{host}]" if ":" in host else host
     if not quiet:
