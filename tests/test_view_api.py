@@ -119,7 +119,7 @@ def test_only_get_every_other_method_is_refused(tmp_path):
     with view_server(tmp_path / "data", port):
         for path in ("/", "/api/runs", "/api/runs/1", "/api/queue", "/api/events", "/anything"):
             for method in ("POST", "PUT", "DELETE", "PATCH"):
-                status, body = http(port, path, method)
+                status, _ = http(port, path, method)
                 assert status == 405, (method, path, status)
         assert http(port, "/api/runs/1")[0] == 404
         assert http(port, "/static/nope.js")[0] == 404

@@ -146,8 +146,10 @@ function drawRun(r) {
     $("phases").innerHTML = Object.entries(phases).filter(([, v]) => v > 0).map(([k, v]) =>
       `<div style="width:${(100 * v / total).toFixed(2)}%;background:${PHASE_COLORS[k] || "#888"}" title="${esc(k)}: ${dur(v)} (${(100 * v / total).toFixed(1)} %)${label}">${esc(k)} ${dur(v)}</div>`).join("");
     $("phases").title = r.phases ? "fridge time per phase" : "estimated fridge time per phase (the measured split comes at the end)";
+    $("phasenote").textContent = r.phases ? "fridge time per phase, as measured" : "fridge time per phase, as estimated (the measured split comes when the run ends)";
   } else {
     $("phases").innerHTML = "";
+    $("phasenote").textContent = "";
   }
   drawNow(r);
   drawOnline(r);
@@ -173,7 +175,7 @@ function drawOnline(r) {
     `${esc(o.x)}<sub>c</sub> = <b>${siErr(o.collapse_x_c ?? o.x_c, o.collapse_x_c_err ?? o.x_c_err, xu)}</b>`,
     `R<sub>c</sub> = <b>${siErr(o.R_c, o.R_c_err, "Ohm")}</b>${o.R_c_h4e2 ? ` (${(+o.R_c_h4e2).toFixed(3)} h/4e²)` : ""}`];
   if (o.znu !== null && o.znu !== undefined) parts.push(`z·ν = <b>${(+o.znu).toPrecision(3)}${o.znu_err ? ` ± ${(+o.znu_err).toPrecision(2)}` : ""}</b>`);
-  if (o.drift !== null && o.drift !== undefined) parts.push(`drift of the crossing with T: ${siErr(o.drift, o.drift_err, xu + "/K")}`);
+  if (o.drift !== null && o.drift !== undefined) parts.push(`drift of the crossing with T: ${si(o.drift, xu + "/K", 2)}${o.drift_err ? ` ± ${si(o.drift_err, xu + "/K", 2)}` : ""}`);
   for (const e of o.excluded || []) parts.push(`excluded T = ${si(e.T, "K")} (${esc(e.reason)})`);
   if (r.truth && r.truth.B_c && o.x === "B") parts.push(`<span class="muted">simulated truth: B<sub>c</sub> = ${si(r.truth.B_c, "T", 5)}, R<sub>c</sub> = ${si(r.truth.R_c, "Ohm")}${r.truth.znu ? `, z·ν = ${(+r.truth.znu).toPrecision(3)}` : ""}</span>`);
   $("online").innerHTML = parts.join("<br>");
