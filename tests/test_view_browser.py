@@ -67,9 +67,7 @@ def test_page_draws_the_run_live_and_asks_nothing_beyond_loopback(tmp_path):
                 if run.poll() is None:
                     run.kill()
             assert run.returncode == 0, out
-            page.wait_for_function(
-                "document.querySelector('#title .st-completed') !== null", timeout=30_000
-            )
+            page.wait_for_function("document.querySelector('#title .st-completed') !== null", timeout=30_000)
             page.wait_for_timeout(1500)  # the last redraw
             page.screenshot(path=str(shots / "view-after.png"), full_page=True)
 

@@ -12,6 +12,8 @@ Ohm, K, T, V, A.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import math
 import os
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+import zarr
 
 __all__ = ["DataReader", "decimate_grid", "signature"]
 
@@ -190,7 +193,7 @@ class DataReader:
         for attempt in range(3):
             try:
                 with xr.open_zarr(path, chunks=None) as ds:
-                    return _snapshot(ds)
+                    return _snapshot(ds, path)
             except (FileNotFoundError, KeyError):
                 return None
             except Exception:  # a chunk being replaced as we read: try again shortly
@@ -361,13 +364,29 @@ class DataReader:
         return items
 
 
-def _snapshot(ds: xr.Dataset) -> dict[str, Any]:
+def _values(ds: xr.Dataset, path: Path, name: str) -> np.ndarray:
+    """A variable in full; if a chunk cannot be read (cut short by a writer that does not replace
+    files atomically), chunk by chunk, the unreadable ones as not measured (NaN)."""
+    try:
+        return np.asarray(ds[name].values, dtype=float)
+    except Exception:
+        arr = zarr.open_array(str(path / name), mode="r")
+        out = np.full(arr.shape, np.nan)
+        grid = [range(math.ceil(n / c)) for n, c in zip(arr.shape, arr.chunks, strict=True)]
+        for block in itertools.product(*grid):
+            sl = tuple(slice(i * c, (i + 1) * c) for i, c in zip(block, arr.chunks, strict=True))
+            with contextlib.suppress(Exception):
+                out[sl] = arr[sl]
+        return out
+
+
+def _snapshot(ds: xr.Dataset, path: Path) -> dict[str, Any]:
     dims = [str(d) for d in _json_attr(ds.attrs, "dims", list(ds["t"].dims))]
-    t = np.asarray(ds["t"].values, dtype=float)
+    t = _values(ds, path, "t")
     measured = np.isfinite(t)
     arrays = {"t": t}
     if "R" in ds and ds["R"].shape == t.shape:
-        arrays["R"] = np.where(measured, np.asarray(ds["R"].values, dtype=float), np.nan)
+        arrays["R"] = np.where(measured, _values(ds, path, "R"), np.nan)
     coords = {d: np.asarray(ds[d].values, dtype=float) for d in dims}
     units = {str(k): str(ds[k].attrs.get("units", "")) for k in (*ds.data_vars, *ds.coords)}
     fixed = {str(k): _num(ds[k].values) for k in ds.coords if ds[k].ndim == 0 and k not in dims}
@@ -376,7 +395,8 @@ def _snapshot(ds: xr.Dataset) -> dict[str, Any]:
     if idx is not None:
         for name in READINGS:
             if name in ds and ds[name].shape == t.shape:
-                latest[name] = _num(ds[name][idx].values)
+                with contextlib.suppress(Exception):  # a reading not readable now stays unknown
+                    latest[name] = _num(ds[name][idx].values)
     return {
         "dims": dims,
         "coords": coords,
