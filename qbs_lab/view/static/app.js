@@ -206,7 +206,8 @@ const label = (dim, sc) => `${NAMES[dim] || dim} [${sc.label}]`;
 
 function decadeTicks(lo, hi) {
   const vals = [], text = [];
-  for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) for (const m of [1, 2, 5]) {
+  const mantissas = hi - lo > 2.5 ? [1] : [1, 2, 5]; // wide ranges: decades only, so labels do not collide
+  for (let e = Math.floor(lo); e <= Math.ceil(hi); e++) for (const m of mantissas) {
     const v = e + Math.log10(m);
     if (v >= lo - 1e-9 && v <= hi + 1e-9) { vals.push(v); text.push(si(10 ** v, "Ohm", 2)); }
   }
