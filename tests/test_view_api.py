@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 from tests.view_support import (
@@ -107,7 +108,9 @@ def test_api_follows_a_run_from_running_to_completed(tmp_path):
         # the plot data: the heat map of R over (T, B) and one line cut per isotherm
         plot = get(port, f"/api/runs/{r['run_id']}/data")
         assert plot["kind"] == "map" and (plot["y_dim"], plot["x_dim"]) == ("T", "B")
-        assert len(plot["heat"]["z"]) == 3 and len(plot["heat"]["z"][0]) == NUM
+        heat = np.array(plot["heat"]["log10_R"], dtype=float)
+        assert heat.shape == (3, NUM) and np.isfinite(heat).all()
+        assert heat[0].min() < np.log10(truth["R_c"]) < heat[0].max()  # the 60 mK isotherm crosses R_c
         assert [c["value"] for c in plot["cuts"]] == [0.06, 0.12, 0.24]
         assert all(len(c["R"]) == NUM for c in plot["cuts"])
         assert plot["collapse"]["znu"] == pytest.approx(truth["znu"], rel=0.2)

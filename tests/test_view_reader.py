@@ -53,16 +53,16 @@ def test_a_million_points_are_thinned_for_the_page_by_block_means(tmp_path):
     assert (summary["points_done"], summary["points_total"]) == (rows * 1000, 1_000_000)
     assert summary["fridge_time_s"] == rows * 1000 - 1
     plot = reader.run_data(run_id)
-    z = np.array(plot["heat"]["z"], dtype=float)
+    z = 10 ** np.array(plot["heat"]["log10_R"], dtype=float)  # 4 decimals: 1.2e-4 relative
     assert z.shape[0] <= MAX_CELLS[0] and z.shape[1] <= MAX_CELLS[1]
     # the reference: means over blocks of the measured rows, computed here independently
     fr, fc = -(-1000 // MAX_CELLS[0]), -(-1000 // MAX_CELLS[1])
     assert z.shape == (-(-1000 // fr), -(-1000 // fc))
     for bi, bj in [(0, 0), (5, 17), (rows // fr - 1, z.shape[1] - 1)]:
         block = R[bi * fr : (bi + 1) * fr, bj * fc : (bj + 1) * fc]
-        assert z[bi, bj] == pytest.approx(block.mean(), rel=1e-12)
+        assert z[bi, bj] == pytest.approx(block.mean(), rel=2e-4)
     edge = rows // fr  # the block holding the last measured row mixes measured and unmeasured rows
-    assert z[edge, 0] == pytest.approx(R[edge * fr : rows, 0:fc].mean(), rel=1e-12)
+    assert z[edge, 0] == pytest.approx(R[edge * fr : rows, 0:fc].mean(), rel=2e-4)
     assert np.isnan(z[edge + 1 :]).all()  # not measured: no colour
     assert len(plot["heat"]["x"]) == z.shape[1] and len(plot["heat"]["y"]) == z.shape[0]
     cuts = plot["cuts"]
@@ -88,10 +88,10 @@ def test_a_chunk_cut_short_shows_as_not_measured(tmp_path):
     last.write_bytes(last.read_bytes()[:100])  # a writer killed mid-file, without an atomic rename
     reader = DataReader(tmp_path)
     plot = reader.run_data(run_id)
-    z = np.array(plot["heat"]["z"], dtype=float)
+    z = 10 ** np.array(plot["heat"]["log10_R"], dtype=float)  # 4 decimals: 1.2e-4 relative
     first_bad = (shape[0] - 1) // chunk_rows * chunk_rows
     fc = -(-shape[1] // MAX_CELLS[1])  # columns per block
-    assert np.allclose(z[:first_bad], R[:first_bad].reshape(first_bad, -1, fc).mean(axis=2))
+    assert np.allclose(z[:first_bad], R[:first_bad].reshape(first_bad, -1, fc).mean(axis=2), rtol=2e-4)
     assert np.isnan(z[first_bad:]).all()
     assert reader.runs()[0]["points_done"] == shape[0] * shape[1]  # t is whole: the points exist
 

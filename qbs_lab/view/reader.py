@@ -69,6 +69,10 @@ def _clean(obj: Any) -> Any:
     """NaN and infinities to None, numpy scalars to Python: JSON the browser can parse."""
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray) and obj.dtype.kind == "f":  # whole arrays at once: 1e5 cells
+        out = obj.astype(object)
+        out[~np.isfinite(obj)] = None
+        return out.tolist()
     if isinstance(obj, np.ndarray):
         return _clean(obj.tolist())
     if isinstance(obj, list | tuple):
@@ -124,6 +128,7 @@ class DataReader:
         self.data_dir = Path(data_dir)
         self.catalog = self.data_dir / "catalog.sqlite"
         self._cache: dict[str, _StoreCache] = {}
+        self._plots: dict[tuple[str, int | None], tuple[tuple[int, ...], dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     # -- the catalog ---------------------------------------------------------------------------------
@@ -289,12 +294,25 @@ class DataReader:
 
     def run_data(self, run_id: str, outer: int | None = None) -> dict[str, Any] | None:
         """What the plots need, thinned for the page: the heat map of R over the two inner axes (at
-        outer index ``outer``, default the one being measured), line cuts along the innermost axis,
-        the collapse, and the time line of points."""
+        outer index ``outer``, default the one being measured; ``log10_R``, 4 decimals), line cuts
+        along the innermost axis, the collapse, and the time line of points. Cached until the store
+        changes."""
         rec = self._record(run_id)
         if rec is None:
             return None
         path = self._store_path(rec)
+        key = (str(run_id), outer)
+        sig = self.store_signature(path)
+        with self._lock:
+            hit = self._plots.get(key)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+        result = self._run_data(run_id, path, outer)
+        with self._lock:
+            self._plots[key] = (sig, result)
+        return result
+
+    def _run_data(self, run_id: str, path: Path | None, outer: int | None) -> dict[str, Any]:
         data = self._load(path) if path is not None else {}
         if not data or "R" not in data.get("arrays", {}):
             return {"run_id": str(run_id), "dims": data.get("dims", []), "kind": "none"}
@@ -322,12 +340,16 @@ class DataReader:
             plane, tplane = R, t
         ydim, xdim = dims[-2], dims[-1]
         yv, xv = coords[ydim], coords[xdim]
-        z, rs, cs = decimate_grid(plane, *MAX_CELLS)
+        z, _, _ = decimate_grid(plane, *MAX_CELLS)
         out.update(
             kind="map",
             x_dim=xdim,
             y_dim=ydim,
-            heat={"x": xv[cs], "y": yv[rs], "z": np.where(z > 0, z, np.nan)},
+            heat={
+                "x": decimate_grid(xv[None, :], 1, MAX_CELLS[1])[0][0],  # block centres
+                "y": decimate_grid(yv[None, :], 1, MAX_CELLS[0])[0][0],
+                "log10_R": np.round(np.log10(np.where(z > 0, z, np.nan)), 4),  # R <= 0: no colour
+            },
             measured_in_plane=int(np.isfinite(tplane).sum()),
         )
         # line cuts: each row of the plane (e.g. each isotherm), at most MAX_CUTS of them

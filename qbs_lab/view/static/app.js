@@ -218,14 +218,15 @@ function drawPlots(run, d) {
   const u = d.units || {};
   if (d.kind === "map") {
     const xs = axisScale(u[d.x_dim], d.heat.x), ys = axisScale(u[d.y_dim], d.heat.y);
-    const z = d.heat.z.map((row) => row.map((v) => (v && v > 0 ? Math.log10(v) : null)));
+    const z = d.heat.log10_R;
     const flat = z.flat().filter((v) => v !== null);
     const lo = flat.length ? Math.min(...flat) : 0, hi = flat.length ? Math.max(...flat) : 1;
     const ticks = decadeTicks(lo, hi);
     const outer = (d.outer || []).map((o) => `${NAMES[o.dim] || o.dim} = ${si(o.value, u[o.dim])}`).join(", ");
     Plotly.react("heat", [{
       type: "heatmap", x: scaled(d.heat.x, xs.f), y: scaled(d.heat.y, ys.f), z, zmin: lo, zmax: hi === lo ? lo + 1 : hi,
-      colorscale: "Viridis", customdata: d.heat.z, hovertemplate: `%{x:.4g} ${xs.label}, %{y:.4g} ${ys.label}<br>R = %{customdata:.4g} Ω<extra></extra>`,
+      colorscale: "Viridis", customdata: z.map((row) => row.map((v) => (v === null ? null : 10 ** v))),
+      hovertemplate: `%{x:.4g} ${xs.label}, %{y:.4g} ${ys.label}<br>R = %{customdata:.4g} Ω<extra></extra>`,
       colorbar: { title: { text: "R" }, tickvals: ticks.vals, ticktext: ticks.text },
     }], { ...LAYOUT, title: TITLE(`R over ${NAMES[d.y_dim] || d.y_dim} and ${NAMES[d.x_dim] || d.x_dim} (log colour scale)${outer ? " at " + outer : ""}`),
       xaxis: { title: { text: label(d.x_dim, xs) } }, yaxis: { title: { text: label(d.y_dim, ys) } } }, CONFIG);
