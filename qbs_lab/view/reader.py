@@ -167,9 +167,11 @@ class DataReader:
         if not path:
             return None
         p = Path(path)
-        if not p.is_absolute() and not p.exists():  # a relative path, written from another directory
-            p = self.data_dir.parent / p
-        return p
+        if p.exists():
+            return p
+        # a path relative to where the run was started: the store is data/<date>/<name>.zarr
+        inside = self.data_dir / p.parent.name / p.name
+        return inside if inside.exists() else p
 
     # -- one store -----------------------------------------------------------------------------------
     def store_signature(self, path: Path | None) -> tuple[int, ...]:
