@@ -335,7 +335,13 @@ class DataReader:
                 idx[0] = min(max(outer, 0), R.shape[0] - 1)
             plane, tplane = R[tuple(idx)], t[tuple(idx)]
             out["outer"] = [
-                {"dim": dims[i], "index": idx[i], "value": _num(coords[dims[i]][idx[i]]), "n": R.shape[i]}
+                {
+                    "dim": dims[i],
+                    "index": idx[i],
+                    "value": _num(coords[dims[i]][idx[i]]),
+                    "values": coords[dims[i]],
+                    "measuring": latest[i] if latest is not None else None,
+                }
                 for i in range(lead)
             ]
         else:

@@ -1,7 +1,7 @@
 // qbs_lab live view: reads the JSON API (GET only) and redraws at most about once a second.
 "use strict";
 
-const state = { follow: true, runId: null, source: null, lastDraw: 0, timer: null, busy: false, again: false };
+const state = { follow: true, outer: null, runId: null, source: null, lastDraw: 0, timer: null, busy: false, again: false };
 const MIN_REDRAW_MS = 1000;
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? "").replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]));
@@ -68,12 +68,12 @@ async function refresh() {
       const running = runs.find((r) => r.status === "running");
       const pick = running || runs[0];
       const id = pick ? pick.run_id : null;
-      if (id !== state.runId) { state.runId = id; connect(); }
+      if (id !== state.runId) { state.runId = id; state.outer = null; connect(); }
     }
     drawRuns(runs);
     drawQueue(queue);
     if (state.runId) {
-      const [run, data] = await Promise.all([get(`/api/runs/${state.runId}`), get(`/api/runs/${state.runId}/data`)]);
+      const [run, data] = await Promise.all([get(`/api/runs/${state.runId}`), get(`/api/runs/${state.runId}/data${state.outer !== null ? `?outer=${state.outer}` : ""}`)]);
       drawRun(run);
       drawPlots(run, data);
     }
@@ -104,7 +104,7 @@ function drawRuns(runs) {
     <td class="num">${r.points_done}/${r.points_total}</td><td class="num">${dur(r.fridge_time_s)}</td></tr>`);
   $("runs").tBodies[0].innerHTML = rows.join("") || `<tr><td colspan="5" class="muted">no runs in this data directory yet</td></tr>`;
   for (const tr of $("runs").tBodies[0].rows) {
-    tr.onclick = () => { state.follow = false; $("follow").checked = false; state.runId = tr.dataset.id; connect(); refresh(); };
+    tr.onclick = () => { state.follow = false; $("follow").checked = false; state.runId = tr.dataset.id; state.outer = null; connect(); refresh(); };
   }
 }
 
@@ -199,7 +199,7 @@ function drawInterruptions(r) {
 }
 
 // -- the plots ---------------------------------------------------------------------------------------
-const LAYOUT = { margin: { l: 64, r: 20, t: 36, b: 48 }, font: { size: 12 }, paper_bgcolor: "#fff", plot_bgcolor: "#fff" };
+const LAYOUT = { uirevision: "keep", margin: { l: 64, r: 20, t: 36, b: 48 }, font: { size: 12 }, paper_bgcolor: "#fff", plot_bgcolor: "#fff" };
 const CONFIG = { displaylogo: false, responsive: true };
 const TITLE = (s) => ({ text: s, font: { size: 13 } });
 const label = (dim, sc) => `${NAMES[dim] || dim} [${sc.label}]`;
@@ -215,6 +215,7 @@ function decadeTicks(lo, hi) {
 }
 
 function drawPlots(run, d) {
+  LAYOUT.uirevision = `${state.runId}/${state.outer}`; // zoom survives redraws of the same plot
   const u = d.units || {};
   if (d.kind === "map") {
     const xs = axisScale(u[d.x_dim], d.heat.x), ys = axisScale(u[d.y_dim], d.heat.y);
@@ -229,18 +230,32 @@ function drawPlots(run, d) {
       hovertemplate: `%{x:.4g} ${xs.label}, %{y:.4g} ${ys.label}<br>R = %{customdata:.4g} Ω<extra></extra>`,
       colorbar: { title: { text: "R" }, tickvals: ticks.vals, ticktext: ticks.text },
     }], { ...LAYOUT, title: TITLE(`R over ${NAMES[d.y_dim] || d.y_dim} and ${NAMES[d.x_dim] || d.x_dim} (log colour scale)${outer ? " at " + outer : ""}`),
-      xaxis: { title: { text: label(d.x_dim, xs) } }, yaxis: { title: { text: label(d.y_dim, ys) } } }, CONFIG);
-    $("outer").textContent = outer ? `the plane being measured: ${outer}` : "";
+      xaxis: { title: { text: label(d.x_dim, xs) }, zeroline: false }, yaxis: { title: { text: label(d.y_dim, ys) }, zeroline: false } }, CONFIG);
+    drawOuter(d);
     drawCuts(run, d, xs);
     drawCollapse(d, xs);
   } else if (d.kind === "line") {
     const xs = axisScale(u[d.dims[0]], d.x);
     Plotly.react("heat", [{ type: "scatter", mode: "lines+markers", x: scaled(d.x, xs.f), y: d.R, name: "R" }],
       { ...LAYOUT, title: TITLE(`R over ${d.dims[0]}`), xaxis: { title: { text: label(d.dims[0], xs) } }, yaxis: { type: "log", title: { text: "R [Ω]" } } }, CONFIG);
+    $("outer").innerHTML = ""; $("outer").dataset.html = "";
     Plotly.purge("cuts"); Plotly.purge("collapse");
     $("cuts").innerHTML = ""; $("collapse").innerHTML = "";
   }
   drawTimeline(run, d);
+}
+
+// a plan of three axes: which plane of the outer one to show (default: the one being measured)
+function drawOuter(d) {
+  const o = (d.outer || [])[0];
+  if (!o || (d.outer || []).length > 1) { $("outer").innerHTML = ""; $("outer").dataset.html = ""; return; }
+  const u = (d.units || {})[o.dim];
+  const opts = o.values.map((v, i) => `<option value="${i}" ${state.outer === i ? "selected" : ""}>${si(v, u)}${i === o.measuring ? " (measuring)" : ""}</option>`);
+  const html = `plane at ${esc(NAMES[o.dim] || o.dim)}: <select id="outersel"><option value="" ${state.outer === null ? "selected" : ""}>the one being measured</option>${opts.join("")}</select>`;
+  if ($("outer").dataset.html === html) return; // an open drop-down is not closed by a redraw
+  $("outer").dataset.html = html;
+  $("outer").innerHTML = html;
+  $("outersel").onchange = (e) => { state.outer = e.target.value === "" ? null : +e.target.value; refresh(); };
 }
 
 function drawCuts(run, d, xs) {
@@ -268,7 +283,8 @@ function drawCuts(run, d, xs) {
 function drawCollapse(d, xs) {
   const c = d.collapse;
   if (!c || !c.curves.length) {
-    Plotly.react("collapse", [], { ...LAYOUT, title: TITLE("Scaling collapse: after three complete isotherms"), xaxis: { visible: false }, yaxis: { visible: false } }, CONFIG);
+    const why = d.y_dim === "T" ? "after three complete isotherms" : "for isotherms over T (not this run's axes)";
+    Plotly.react("collapse", [], { ...LAYOUT, title: TITLE(`Scaling collapse: ${why}`), xaxis: { visible: false }, yaxis: { visible: false } }, CONFIG);
     return;
   }
   const ys = axisScale("K", c.curves.map((k) => k.value));
