@@ -175,9 +175,20 @@ class DataReader:
 
     # -- one store -----------------------------------------------------------------------------------
     def store_signature(self, path: Path | None) -> tuple[int, ...]:
+        """Changes when the run writes: its attributes, a chunk of ``t`` (replaced by a rename, which
+        changes the folder), or a file beside the store (its log, a journal)."""
         if path is None:
             return ()
-        return signature([path / ".zattrs", path / "t", path.with_suffix(".log"), *path.glob("*.journal*")])
+        beside = sorted(path.parent.glob(f"{path.stem}.*"))
+        return signature([path / ".zattrs", path / "t", *beside])
+
+    def run_signature(self, run_id: str | None) -> tuple[Any, ...]:
+        """Changes when the catalog or run ``run_id``'s files change (what the event stream watches)."""
+        path = None
+        if run_id is not None:
+            rec = self._record(run_id)
+            path = self._store_path(rec) if rec else None
+        return (run_id, self.catalog_signature(), self.store_signature(path))
 
     def _load(self, path: Path) -> dict[str, Any]:
         """The store's arrays and attributes now (cached until a file changes)."""
@@ -245,7 +256,8 @@ class DataReader:
                 "points_done": done,
                 "points_total": total,
                 "fridge_time_s": fridge,
-                "estimated_left_s": _time_left(attrs, done, fridge, total) if state == "running" else 0.0,
+                # what is left of a run that has not completed (an interrupted one: if it is resumed)
+                "estimated_left_s": 0.0 if state == "completed" else _time_left(attrs, done, fridge, total),
                 "created": rec.get("created"),
                 "ended": rec.get("ended"),
                 "sim": bool(rec.get("sim")),

@@ -127,7 +127,7 @@ def make_app(data_dir: str | Path, station: str | Path | None = "station.yaml") 
             yield "retry: 1000\n\n"
             while not await request.is_disconnected():
                 run_id = follow or await asyncio.to_thread(reader.newest_running)
-                sig = await asyncio.to_thread(_signature, reader, run_id)
+                sig = await asyncio.to_thread(reader.run_signature, run_id)
                 now = time.monotonic()
                 if sig != last_sig and now - last_sent >= MIN_EVENT_INTERVAL_S:
                     last_sig, last_sent = sig, now
@@ -152,14 +152,6 @@ def make_app(data_dir: str | Path, station: str | Path | None = "station.yaml") 
         Route("/api/events", events, methods=["GET"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(ReadOnly)])
-
-
-def _signature(reader: DataReader, run_id: str | None) -> tuple[Any, ...]:
-    path = None
-    if run_id is not None:
-        rec = reader._record(run_id)
-        path = reader._store_path(rec) if rec else None
-    return (run_id, reader.catalog_signature(), reader.store_signature(path))
 
 
 def host_warning(host: str, port: int) -> str | None:
