@@ -185,8 +185,9 @@ class SR830Emulator(Emulator):
             self.last_reply_binary = False
             replies: list[str] = []
             for part in split_message(message.strip("\r\n")):
+                self._matched = ""
                 reply, error, _ = self._run(part, "")
-                self.log.append(LoggedCommand(self.lab.clock.now(), part, reply, error))
+                self.log.append(LoggedCommand(self.lab.clock.now(), part, reply, error), self._matched)
                 if reply is not None:
                     replies.append(reply)
             return self.reply_termination.join(replies) if replies else None
