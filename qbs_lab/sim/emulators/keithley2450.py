@@ -206,6 +206,7 @@ class Keithley2450Emulator(ScpiEmulator):
 
     model = "Keithley 2450"
     idn = "KEITHLEY INSTRUMENTS,MODEL 2450,QBSLAB-SIM,1.7.12b"
+    options = "0"  # *OPT?: accepted, answers 0 (no contact check; reference manual, appendix D)
     reply_termination = "\n"
     function_handlers = function_commands(FUNCTION_COMMANDS)
     language = "SCPI"  # *LANG? (QCoDeS needs SCPI; TSP and SCPI2400 are the others)

@@ -119,6 +119,9 @@ def _int_setting(attr: str, hi: int, name: str) -> tuple[Handler, Handler]:
 
 class SR830Emulator(Emulator):
     """The SR830 lock-in on the simulated lab's ``lab.lockin`` (see the module docstring)."""
+    #: the manual's status commands are *CLS, *ESE, *ESR?, *SRE, *STB?, *PSC (and *IDN?, *RST); its
+    #: trigger is TRIG. It has no *OPC, *OPC?, *WAI, *TST?, *TRG or *OPT?: an unknown command to it.
+    lacks = frozenset({"*OPC", "*OPC?", "*WAI", "*TST?", "*TRG"})
 
     model: ClassVar[str] = "SR830"
     idn: ClassVar[str] = "Stanford_Research_Systems,SR830,s/n00111,ver1.07"
@@ -367,11 +370,6 @@ class SR830Emulator(Emulator):
     def _lias_q(self, args: list[str], n: tuple[int, ...]) -> str:
         return self._read_register("lias", args)
 
-    # the SR830 has no *OPC, *OPC?, *WAI or *TST?: these names, without a pattern, hide the base's
-    def _opc(self, args: list[str], n: tuple[int, ...]) -> None:
-        raise CommandError(-113, "Undefined header")
-
-    _opc_q = _wai = _tst = _opc
 
     # -- reference and phase ---------------------------------------------------------------------
     def _detection_frequency(self) -> float:
