@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 Handler = Callable[["Emulator", list[str], tuple[int, ...]], "str | None"]
+LOOKUP_CACHE = 4096  # distinct headers remembered per emulator
 
 
 class CommandError(Exception):
@@ -333,6 +334,7 @@ class Emulator:
         self.rng = rng
         self.log = CommandLog() if self.log_keep is None else CommandLog(self.log_keep)
         self._matched = ""  # the pattern of the command being run: the log's key for it
+        self._lookup: dict[str, tuple[Handler, tuple[int, ...], str] | None] = {}
         self.errors: deque[tuple[int, str]] = deque(maxlen=30)
         self.last_reply_binary = False  # set by a handler whose reply is a binary block
         self.esr = 0  # IEEE-488.2 standard event status register
@@ -394,16 +396,30 @@ class Emulator:
         return reply, None, path
 
     def _find(self, header: str) -> tuple[Handler, tuple[int, ...]] | None:
+        """The handler of a header and its numeric suffixes (None: undefined); looked up once per
+        distinct header (matching every pattern costs ~0.2 ms, and drivers repeat a few headers)."""
+        key = header.upper()
+        found = self._lookup.get(key, False)
+        if found is False:
+            found = self._search(header)
+            if len(self._lookup) >= LOOKUP_CACHE:
+                self._lookup.clear()
+            self._lookup[key] = found
+        if found is None:
+            return None
+        func, suffixes, self._matched = found
+        return func, suffixes
+
+    def _search(self, header: str) -> tuple[Handler, tuple[int, ...], str] | None:
         for pattern, func in self._handlers:
             suffixes = pattern.match(header)
             if suffixes is not None:
-                self._matched = pattern.text
-                return func, suffixes
+                return func, suffixes, pattern.text
         for pattern, f, method, query in self.function_handlers:
             suffixes = pattern.match(header)
             if suffixes is not None:
-                self._matched = pattern.text
-                return partial(_call_function_handler, method=method, f=f, query=query), suffixes
+                handler = partial(_call_function_handler, method=method, f=f, query=query)
+                return handler, suffixes, pattern.text
         return None
 
     def respond(self, message: str) -> bytes | None:

@@ -119,6 +119,7 @@ def _int_setting(attr: str, hi: int, name: str) -> tuple[Handler, Handler]:
 
 class SR830Emulator(Emulator):
     """The SR830 lock-in on the simulated lab's ``lab.lockin`` (see the module docstring)."""
+
     #: the manual's status commands are *CLS, *ESE, *ESR?, *SRE, *STB?, *PSC (and *IDN?, *RST); its
     #: trigger is TRIG. It has no *OPC, *OPC?, *WAI, *TST?, *TRG or *OPT?: an unknown command to it.
     lacks = frozenset({"*OPC", "*OPC?", "*WAI", "*TST?", "*TRG"})
@@ -369,7 +370,6 @@ class SR830Emulator(Emulator):
     @command("LIAS?")
     def _lias_q(self, args: list[str], n: tuple[int, ...]) -> str:
         return self._read_register("lias", args)
-
 
     # -- reference and phase ---------------------------------------------------------------------
     def _detection_frequency(self) -> float:
