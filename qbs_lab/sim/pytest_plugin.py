@@ -9,8 +9,9 @@ backend) and passes the emulator's address as ``--device-address``::
     pytest -p qbs_lab.sim.pytest_plugin --sim-instrument Keithley2400 \\
         tests/instruments/keithley/test_keithley2400_with_device.py
 
-With ``--sim-transport tcp`` the emulator is served on 127.0.0.1 instead and the address is a raw
-socket one (``TCPIP0::127.0.0.1::PORT::SOCKET``), reached through pyvisa-py. ``--sim-address`` sets
+With ``--sim-transport tcp`` the emulator is served on 127.0.0.1 instead, over HiSLIP
+(``TCPIP0::127.0.0.1::hislip0,PORT::INSTR``, reached through pyvisa-py): each reply carries END as on
+GPIB, so a test that sets no read termination reads whole replies, as from the instrument on its bus. ``--sim-address`` sets
 the VISA address the emulator answers at in-process (default ``GPIB0::24::INSTR``).
 """
 
@@ -37,7 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--sim-transport",
         default="visa",
         choices=("visa", "tcp"),
-        help="visa: the in-process PyVISA backend (default); tcp: a socket on 127.0.0.1 via pyvisa-py",
+        help="visa: the in-process PyVISA backend (default); tcp: HiSLIP on 127.0.0.1 via pyvisa-py",
     )
     group.addoption("--sim-address", default=DEFAULT_ADDRESS, help="the emulator's VISA address (visa)")
 
@@ -52,7 +53,7 @@ def build_lab(driver: str, address: str = DEFAULT_ADDRESS, transport: str = "vis
     lab = SimLab({NAME: {"type": driver, "address": address}})
     if transport == "tcp":
         lab.serve_tcp()
-        return lab, lab.tcp_address(NAME, "socket")
+        return lab, lab.tcp_address(NAME, "hislip")
     return lab, lab.address(NAME)
 
 
