@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-CONFTEST = '''
+CONFTEST = """
 import pytest
 
 def pytest_addoption(parser):
@@ -22,9 +22,9 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def connected_device_address(pytestconfig):
     return pytestconfig.getoption("--device-address", skip=True)
-'''
+"""
 
-TEST = '''
+TEST = """
 from pymeasure.instruments.keithley.keithley2400 import Keithley2400
 
 def test_a_2400_answers(connected_device_address):
@@ -35,7 +35,7 @@ def test_a_2400_answers(connected_device_address):
     assert smu.id.startswith("KEITHLEY INSTRUMENTS INC.,MODEL 2400")
     assert smu.options == "0"
     assert smu.check_errors() == []
-'''
+"""
 
 
 def run(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:

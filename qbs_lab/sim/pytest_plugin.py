@@ -11,8 +11,9 @@ backend) and passes the emulator's address as ``--device-address``::
 
 With ``--sim-transport tcp`` the emulator is served on 127.0.0.1 instead, over HiSLIP
 (``TCPIP0::127.0.0.1::hislip0,PORT::INSTR``, reached through pyvisa-py): each reply carries END as on
-GPIB, so a test that sets no read termination reads whole replies, as from the instrument on its bus. ``--sim-address`` sets
-the VISA address the emulator answers at in-process (default ``GPIB0::24::INSTR``).
+GPIB, so a test that sets no read termination reads whole replies, as from the instrument on its bus.
+``--sim-address`` sets the VISA address the emulator answers at in-process (default
+``GPIB0::24::INSTR``).
 """
 
 from __future__ import annotations
