@@ -265,3 +265,20 @@ def test_common_commands(emu: Keithley2400Emulator, command: str, answer: str) -
     for write in ("*TRG", "*WAI", "*OPC", ":ABOR", ":TRIG:CLE", "*CLS"):
         assert emu.handle(write) is None
     assert errors(emu) == []
+
+
+def test_resistance_measure_system_preset_and_time(emu: Keithley2400Emulator) -> None:
+    gate = emu.lab.gate
+    emu.handle(":SOUR:VOLT 4;:FORM:ELEM VOLT,CURR,RES")
+    v, i, r = (num(x) for x in emu.handle(":MEAS:RES?").split(","))
+    assert emu.handle(":CONF?") == '"RES"' and gate.output_on
+    assert v == 4.0 and i == pytest.approx(gate.leakage(4.0), abs=5 * gate.noise)
+    assert r == pytest.approx(v / i, rel=1e-6)  # the ohms reading: V/I of the same cycle
+    emu.handle(":CONF:VOLT")
+    assert emu.handle(":CONF?") == '"VOLT:DC"'
+    emu.handle(":SYST:TIME:RES")
+    emu.lab.clock.sleep(12.5)
+    assert num(emu.handle(":SYST:TIME?")) == pytest.approx(12.5, abs=0.01)
+    emu.handle(":DISP:DIG 7;:SYST:BEEP 1000,0.5;:SYST:PRES")  # preset: the *RST state
+    assert emu.handle(":OUTP?") == "0" and emu.handle(":DISP:DIG?") == "6"
+    assert errors(emu) == []
