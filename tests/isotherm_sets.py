@@ -2,7 +2,7 @@
 
 R(B, T) = R_c F(u), u = U_EDGE (B - B_c(T)) / (HALF B_c) (T / T_LOW)^(-1/(z nu)): the lowest isotherm spans
 the whole scaling function over the range B_c (1 +- HALF), the hottest only a sliver of it. Three
-families of F (ln R polynomial, tanh, logistic saturating), multiplicative Gaussian noise (lock-in
+families of F (ln R polynomial near the crossing, tanh, logistic saturating), multiplicative noise (lock-in
 noise is a fraction of the signal), each isotherm on its own grid (uniform, non-uniform, dense, sparse),
 points missing at random, and optionally the two lowest isotherms heated: their electrons follow
 T_e = (T^4 + T_sat^4)^(1/4), not the bath.
@@ -26,7 +26,7 @@ GRIDS = ("uniform", "nonuniform", "dense", "sparse")
 def scaling_function(family: str, u: np.ndarray) -> np.ndarray:
     """F(u) with F(0) = 1, rising with u."""
     if family == "logpoly":
-        return np.exp(u + 0.15 * u**2 - 0.02 * u**3)
+        return np.exp(1.2 * u + 0.15 * u**2 / (1.0 + 0.1 * u**2))  # quadratic near 0, monotonic
     if family == "tanh":
         return 1.0 + 0.9 * np.tanh(0.8 * u)
     if family == "logistic":  # saturates at R_N = 2.5 R_c
@@ -45,15 +45,16 @@ class SetSpec:
     heated: bool = False
     drift: float = 0.0  # relative shift of B_c per kelvin
     T_sat: float = 0.15  # K, the heated isotherms' electron temperature floor
+    offset: float = 0.0  # the range's centre is B_c (1 + offset): |offset| > HALF, no crossing in range
 
 
 def temperatures(n: int) -> np.ndarray:
     return np.geomspace(T_LOW, T_HIGH, n)
 
 
-def _grid(kind: str, rng: np.random.Generator) -> np.ndarray:
-    lo = B_C * (1 - HALF * rng.uniform(0.97, 1.0))
-    hi = B_C * (1 + HALF * rng.uniform(0.97, 1.0))
+def _grid(kind: str, rng: np.random.Generator, offset: float = 0.0) -> np.ndarray:
+    lo = B_C * (1 + offset - HALF * rng.uniform(0.97, 1.0))
+    hi = B_C * (1 + offset + HALF * rng.uniform(0.97, 1.0))
     if kind == "uniform":
         return np.linspace(lo, hi, int(rng.integers(120, 152)))
     if kind == "nonuniform":
@@ -72,7 +73,7 @@ def make_set(spec: SetSpec, seed: int) -> tuple[dict[float, tuple[np.ndarray, np
     temps = temperatures(spec.n_iso)
     heated = list(temps[:2]) if spec.heated else []
     for T in temps:
-        B = np.sort(_grid(spec.grid, rng))
+        B = np.sort(_grid(spec.grid, rng, spec.offset))
         T_e = (T**4 + spec.T_sat**4) ** 0.25 if T in heated else T
         B_cT = B_C * (1 + spec.drift * T_e)
         u = U_EDGE * (B - B_cT) / (HALF * B_C) * (T_e / T_LOW) ** (-1.0 / spec.znu)

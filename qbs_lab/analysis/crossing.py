@@ -184,7 +184,7 @@ def _json_float(value: float) -> float | None:
 
 def window_points(n: int, scale: float = 1.0) -> int:
     """Points in each local cubic fit: enough to average the noise, few enough to follow a steep step."""
-    return int(np.clip(round(0.12 * scale * n), 7, 31 * scale))
+    return int(np.clip(round(0.12 * scale * n), 7 if scale >= 1 else 5, 31 * scale))
 
 
 @dataclass
@@ -417,7 +417,10 @@ def find_crossing(
         reps = []
         for it, f in zip(iso, fits, strict=True):
             signs = rng.choice(np.array([-1.0, 1.0]), size=(nb, it.x.size))
-            reps.append(_replicas(f, f.smooth + f.resid * signs))
+            # each point's own residual, but never below the noise measured there: a local cubic
+            # through few points (a sparse isotherm) follows part of the noise and leaves small residuals
+            size = np.maximum(np.abs(f.resid), it.sigma)
+            reps.append(_replicas(f, f.smooth + size * signs))
         bvals = np.stack(reps, axis=1)  # (B, I, G)
         bchi2, bmean = _spread(bvals, var[None])
         bx = _argmin_in(bchi2, grid, i0, j0)

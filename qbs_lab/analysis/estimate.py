@@ -7,8 +7,10 @@ plots (:mod:`qbs_lab.analysis.report`). So each data set has one x_c, R_c, z*nu 
 Steps: the isotherms are prepared once (:func:`~qbs_lab.analysis.smoothing.prepare`); the joint crossing
 (:func:`~qbs_lab.analysis.crossing.find_crossing`) gives x_c, R_c and the verdict; with three or more
 isotherms the collapse (:func:`~qbs_lab.analysis.scaling.fit_scaling`) runs, whatever the crossing
-found, for z*nu; isotherms it finds heated are excluded and the crossing is redone without them. A
-collapse that fails is reported as failed, and the crossing's estimate stands.
+found, for z*nu; isotherms it finds heated are excluded and the crossing is redone without them. When the
+collapse needs a drifting critical point x_c(T) = x_c + drift T, its drift is the one reported (and the
+verdict is "drifting crossing" when it is significant). A collapse that fails is reported as failed, and
+the crossing's estimate stands.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from qbs_lab.analysis.crossing import H_OVER_4E2, VERDICT_NONE, CrossingResult, find_crossing
+from qbs_lab.analysis.crossing import (
+    DRIFT_SIGMAS,
+    H_OVER_4E2,
+    VERDICT_DRIFTING,
+    VERDICT_NONE,
+    CrossingResult,
+    find_crossing,
+)
 from qbs_lab.analysis.scaling import ScalingResult, fit_scaling
 from qbs_lab.analysis.smoothing import as_arrays, prepare
 
@@ -159,4 +168,9 @@ def analyze_isotherms(
         if collapse.excluded:
             skip.update(collapse.excluded)
             crossing = find_crossing(None, x, over, n_boot, seed, exclude=skip, isotherms=iso)
+    if collapse is not None and collapse.ok and collapse.drift_err > 0 and crossing.verdict != VERDICT_NONE:
+        # the collapse measured how x_c moves with T (x_c(T) = x_c + drift T): that is the drift reported
+        crossing.drift, crossing.drift_err = collapse.drift, collapse.drift_err
+        if abs(collapse.drift) > DRIFT_SIGMAS * collapse.drift_err:
+            crossing.verdict = VERDICT_DRIFTING
     return Analysis(x, over, crossing, collapse, list(skip.items()))

@@ -40,6 +40,7 @@ HEATED_GAIN = 25.0  # ... and that lowers its chi^2 by more than this
 EXCLUDE_CHI2 = 10.0  # an isotherm's chi^2 per point above this ...
 EXCLUDE_FACTOR = 5.0  # ... and this many times the others' median is excluded
 MIN_KEPT = 3
+DRIFT_GAIN = 30.0  # chi^2 gain for fitting a drift of x_c with T
 POINTS = 100  # isotherms are averaged down to at most this many points in the window
 
 
@@ -69,6 +70,9 @@ class ScalingResult:
         Each used isotherm's chi^2 per point.
     window, window_center : float
         The points with |x - window_center| <= window were used [unit of x].
+    drift, drift_err : float
+        x_c(T) = x_c + drift * T [unit of x per K] when a drift was fitted (x_c is then the T -> 0
+        value), else 0.
     """
 
     znu: float
@@ -85,6 +89,8 @@ class ScalingResult:
     chi2_per_isotherm: dict[float, float] = field(default_factory=dict)
     window: float = math.nan
     window_center: float = math.nan
+    drift: float = 0.0
+    drift_err: float = 0.0
     log: bool = True
     _knots: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     _coef: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
@@ -96,7 +102,7 @@ class ScalingResult:
 
     def scaling_variable(self, x: np.ndarray, T: float) -> np.ndarray:
         """u = (x - x_c) T^(-1/(z nu)) [unit of x times K^(-1/(z nu))]."""
-        return (np.asarray(x, dtype=float) - self.x_c) * T ** (-1.0 / self.znu)
+        return (np.asarray(x, dtype=float) - self.x_c - self.drift * T) * T ** (-1.0 / self.znu)
 
     def master(self, u: np.ndarray) -> np.ndarray:
         """R [Ohm] of the fitted master curve at the scaling variable u (as :meth:`scaling_variable`)."""
@@ -128,6 +134,7 @@ class _Problem:
         self.w = 1.0 / self.s
         self.N = self.x.size
         self.n_iso = len(self.iso)
+        self.T_max = max(it.T for it in self.iso)
 
     def use(self, kept: np.ndarray) -> tuple[np.ndarray, float]:
         """Point mask of the kept isotherms, and their reference temperature (geometric mean) [K]."""
@@ -137,6 +144,8 @@ class _Problem:
     def u(self, theta: np.ndarray, m: np.ndarray, T_ref: float) -> np.ndarray:
         znu = math.exp(theta[0])
         xc = self.center + theta[1] * self.W
+        if theta.size > 2:  # a drifting critical point, x_c(T) = x_c + drift * T
+            xc = xc + theta[2] * self.W * self.T[m] / self.T_max
         return (self.x[m] - xc) / self.W * (self.T[m] / T_ref) ** (-1.0 / znu)
 
     def knots(self, u: np.ndarray) -> np.ndarray:
@@ -153,7 +162,11 @@ class _Problem:
         return BSpline.design_matrix(np.clip(u, t[0], t[-1]), t, 3).toarray()
 
     def chi2(self, theta: np.ndarray, m: np.ndarray, T_ref: float) -> float:
-        if not ZNU_BOUNDS[0] <= math.exp(theta[0]) <= ZNU_BOUNDS[1] or abs(theta[1]) > 1.0:
+        if (
+            not ZNU_BOUNDS[0] <= math.exp(theta[0]) <= ZNU_BOUNDS[1]
+            or abs(theta[1]) > 1.0
+            or np.any(np.abs(theta[2:]) > 2.0)
+        ):
             return 1e30
         u = self.u(theta, m, T_ref)
         B = self.basis(u, self.knots(u)) * self.w[m, None]
@@ -169,7 +182,8 @@ class _Problem:
             lzs = np.linspace(math.log(ZNU_BOUNDS[0]) + 0.05, math.log(ZNU_BOUNDS[1]) - 0.05, 24)
             f = [self.chi2(np.array([lz, 0.0]), m, T_ref) for lz in lzs]
             theta0 = np.array([lzs[int(np.argmin(f))], 0.0])
-        simplex = np.array([theta0, theta0 + np.array([0.15, 0.0]), theta0 + np.array([0.0, 0.03])])
+        steps = np.diag([0.15, 0.03, 0.1][: theta0.size])
+        simplex = np.vstack([theta0, theta0 + steps])
         res = minimize(
             self.chi2,
             theta0,
@@ -189,6 +203,7 @@ def fit_scaling(
     seed: int = 0,
     start: tuple[float, float] | None = None,
     exclude: bool = True,
+    drift: bool | None = None,
 ) -> ScalingResult:
     """Fit the collapse of prepared isotherms around a first estimate x_c0 of the critical point.
 
@@ -209,6 +224,9 @@ def fit_scaling(
         (z*nu, x_c) of a previous fit to start from (skips the grid).
     exclude : bool
         Exclude isotherms that do not fall on the collapse (while more than three remain).
+    drift : bool, optional
+        Fit a drifting critical point x_c(T) = x_c + drift * T: None (default) when it lowers the
+        collapse's chi^2 by more than ``DRIFT_GAIN`` (scaled by the quality), with four isotherms or more.
     """
     iso = sorted(isotherms, key=lambda it: it.T)
     if len(iso) < MIN_KEPT:
@@ -263,6 +281,16 @@ def fit_scaling(
         kept[j] = False
         m, T_ref, theta = m_r, T_r, th_r
 
+    # a drifting critical point, when it makes the collapse clearly better
+    with_drift = False
+    if drift is not False and kept.sum() >= 4:
+        q0 = prob.chi2(theta, m, T_ref)
+        th_d = prob.search(np.append(theta, 0.0), m, T_ref)
+        q1 = prob.chi2(th_d, m, T_ref)
+        n_pts = int(m.sum())
+        if drift or (q0 - q1) / max(q1 / max(n_pts - 16, 1), 1.0) > DRIFT_GAIN:
+            theta, with_drift = th_d, True
+
     # the fit at the optimum, and the linearised wild bootstrap
     u = prob.u(theta, m, T_ref)
     t = prob.knots(u)
@@ -271,18 +299,21 @@ def fit_scaling(
     coef, *_ = _lsq(B * w[:, None], prob.y[m] * w)
     fitted = B @ coef
     resid = prob.y[m] - fitted
-    n, p = u.size, coef.size + 2
+    n, p = u.size, coef.size + theta.size
     dof = max(n - p, 1)
     quality = float(np.sum((resid * w) ** 2)) / dof
     znu = math.exp(theta[0])
     x_c = prob.center + theta[1] * prob.W
     g0 = prob.basis(np.array([-prob.center * 0.0 + 0.0]), t)[0]  # basis at u = 0
     y_c = float(g0 @ coef)
+    drift_v = theta[2] * prob.W / prob.T_max if with_drift else 0.0
     znu_err = x_c_err = y_c_err = math.nan
+    drift_err = 0.0
     if n_boot >= 2:
-        J = np.empty((n, 2))
-        for k, h in enumerate((1e-4, 1e-4)):
-            d = np.zeros(2)
+        J = np.empty((n, theta.size))
+        for k in range(theta.size):
+            h = 1e-4
+            d = np.zeros(theta.size)
             d[k] = h
             fp = prob.basis(prob.u(theta + d, m, T_ref), t) @ coef
             fm = prob.basis(prob.u(theta - d, m, T_ref), t) @ coef
@@ -293,9 +324,12 @@ def fit_scaling(
         E = (resid * w * math.sqrt(n / dof))[:, None] * signs
         delta, *_ = _lsq(X, E)
         sd = np.std(delta, axis=1, ddof=1)
-        znu_err = znu * float(sd[-1 - 1])
-        x_c_err = prob.W * float(sd[-1])
-        y_c_err = float(np.std(g0 @ delta[:-2], ddof=1))
+        npar = theta.size
+        znu_err = znu * float(sd[-npar])
+        x_c_err = prob.W * float(sd[-npar + 1])
+        if with_drift:
+            drift_err = prob.W / prob.T_max * float(sd[-1])
+        y_c_err = float(np.std(g0 @ delta[:-npar], ddof=1))
     if iso[0].log:
         R_c, R_c_err = math.exp(y_c), math.exp(y_c) * y_c_err
     else:
@@ -314,6 +348,8 @@ def fit_scaling(
         chi2_per_isotherm={iso[j].T: per[j] for j in range(prob.n_iso) if kept[j]},
         window=prob.W,
         window_center=prob.center,
+        drift=drift_v,
+        drift_err=drift_err,
         log=iso[0].log,
         _knots=t,
         _coef=coef,
