@@ -458,10 +458,10 @@ def find_crossing(
                 chi2_line = float(np.sum(w_k * (x_k - icpt - drift * t_k) ** 2)) / dof_line
                 drift_err *= math.sqrt(max(chi2_line, 1.0))
 
-    from scipy.stats import chi2 as chi2_dist
+    from scipy.special import chdtrc  # chi^2 survival function (scipy.stats takes a second to import)
 
     dof = max(len(iso) - 2, 1)
-    p_spread = float(chi2_dist.sf(spread_chi2 * (len(iso) - 1), dof)) if len(iso) >= 3 else 1.0
+    p_spread = float(chdtrc(dof, spread_chi2 * (len(iso) - 1))) if len(iso) >= 3 else 1.0
     drifts = (
         len(crossings) >= MIN_DRIFT_CROSSINGS
         and math.isfinite(drift)

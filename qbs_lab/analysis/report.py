@@ -175,13 +175,40 @@ def format_report(results: list[tuple[dict[str, float], Analysis]], x: str, plot
 # -- plots ----------------------------------------------------------------------------------------------
 
 
+class _Figures:
+    """The little of pyplot the plots use, on matplotlib's Agg canvas: files only (no display, no
+    network), and without importing pyplot and its backends (a second of start-up)."""
+
+    @staticmethod
+    def subplots(figsize: tuple[float, float]) -> tuple[Any, Any]:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize)
+        FigureCanvasAgg(fig)
+        return fig, fig.add_subplot()
+
+    @property
+    def cm(self) -> Any:
+        from matplotlib import colormaps
+
+        class _Cm:
+            viridis = colormaps["viridis"]
+
+        return _Cm
+
+
 def _pyplot() -> Any:
-    import matplotlib
+    return _Figures()
 
-    matplotlib.use("Agg")  # files only: no display, no network
-    import matplotlib.pyplot as plt
 
-    return plt
+def _set_log(ax: Any) -> None:
+    """Log R axis with plain numbers (2, 5, 10 kΩ rather than 2 x 10^0)."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
 
 
 def _log_axis(values: np.ndarray) -> bool:
@@ -229,7 +256,7 @@ def _plots(stem: Path, name: str, R: xr.DataArray, analysis: Analysis) -> list[P
 
     ax.axhline(H_OVER_4E2 / 1e3, color="grey", ls=":", lw=1, label="h/4e² = 6.45 kΩ")
     if log:
-        ax.set_yscale("log")
+        _set_log(ax)
     ax.set_xlabel(f"{x} [{xu}]")
     ax.set_ylabel("R [kΩ]")
     ax.set_title(_title(name, c), fontsize=10)
@@ -256,7 +283,7 @@ def _plots(stem: Path, name: str, R: xr.DataArray, analysis: Analysis) -> list[P
             )
             ax.plot(grid, k.master(grid / xs) / 1e3, "k-", lw=1, label="master curve")
         if log:
-            ax.set_yscale("log")
+            _set_log(ax)
         ax.set_xlabel(f"({x} − {x}_c) · T^(−1/zν)  [{xu} · K^(−1/zν)]")
         ax.set_ylabel("R [kΩ]")
         if k.ok:
@@ -300,8 +327,6 @@ def _phase_plot(stem: Path, name: str, results: list[tuple[dict[str, float], Ana
 
 
 def _save(fig: Any, out: Path) -> Path:
-    plt = _pyplot()
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out

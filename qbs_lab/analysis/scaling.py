@@ -41,7 +41,7 @@ EXCLUDE_CHI2 = 10.0  # an isotherm's chi^2 per point above this ...
 EXCLUDE_FACTOR = 5.0  # ... and this many times the others' median is excluded
 MIN_KEPT = 3
 DRIFT_GAIN = 30.0  # chi^2 gain for fitting a drift of x_c with T
-POINTS = 100  # isotherms are averaged down to at most this many points in the window
+POINTS = 60  # isotherms are averaged down to at most this many points in the window
 
 
 @dataclass
@@ -175,7 +175,7 @@ class _Problem:
         r = b - B @ coef
         return float(r @ r)
 
-    def search(self, theta0: np.ndarray | None, m: np.ndarray, T_ref: float) -> np.ndarray:
+    def search(self, theta0: np.ndarray | None, m: np.ndarray, T_ref: float, maxfev: int = 300) -> np.ndarray:
         from scipy.optimize import minimize
 
         if theta0 is None:
@@ -189,7 +189,7 @@ class _Problem:
             theta0,
             args=(m, T_ref),
             method="Nelder-Mead",
-            options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-3, "maxfev": 400},
+            options={"initial_simplex": simplex, "xatol": 5e-4, "fatol": 1e-2, "maxfev": maxfev},
         )
         return np.asarray(res.x, dtype=float)
 
@@ -285,7 +285,7 @@ def fit_scaling(
     with_drift = False
     if drift is not False and kept.sum() >= 4:
         q0 = prob.chi2(theta, m, T_ref)
-        th_d = prob.search(np.append(theta, 0.0), m, T_ref)
+        th_d = prob.search(np.append(theta, 0.0), m, T_ref, maxfev=150)
         q1 = prob.chi2(th_d, m, T_ref)
         n_pts = int(m.sum())
         if drift or (q0 - q1) / max(q1 / max(n_pts - 16, 1), 1.0) > DRIFT_GAIN:

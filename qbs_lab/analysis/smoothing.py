@@ -99,8 +99,6 @@ def as_arrays(data: Any, x: str, over: str) -> list[tuple[float, np.ndarray, np.
 
 def _point_noise(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Noise sigma at every point (units of y): running robust spread of local-cubic residuals."""
-    from scipy.ndimage import median_filter
-
     n = x.size
     if n >= 5:
         i = np.arange(2, n - 2)
@@ -117,7 +115,9 @@ def _point_noise(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         z = np.full(n, np.std(y) if n > 1 else 0.0)
     a = np.abs(z)
     size = int(np.clip(n // 8, 7, 61)) | 1
-    local = 1.4826 * median_filter(a, size=min(size, n - (1 - n % 2)), mode="nearest")
+    size = min(size, n if n % 2 else n - 1)
+    padded = np.pad(a, size // 2, mode="edge")
+    local = 1.4826 * np.median(np.lib.stride_tricks.sliding_window_view(padded, size), axis=1)
     overall = 1.4826 * float(np.median(a))
     scale = float(np.median(np.abs(y))) or 1.0
     floor = max(0.3 * overall, 1e-7 * scale)
@@ -170,7 +170,7 @@ def prepare(
 def local_operator(
     x: np.ndarray, sigma: np.ndarray, xq: np.ndarray, k: int, degree: int = 3
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Weights of a local weighted polynomial fit of the k points nearest each query point.
+    """Weights of a local weighted polynomial fit of k consecutive points around each query point.
 
     Returns (idx, L), both (Q, k): the fit at xq[q] is sum(L[q] * y[idx[q]]). Weights 1/sigma^2 and a
     tricube kernel in distance; the degree drops where the window is short.
@@ -180,19 +180,6 @@ def local_operator(
     deg = int(min(degree, k - 2))
     pos = np.searchsorted(x, xq)
     start = np.clip(pos - k // 2, 0, n - k)
-    # slide each window towards the nearer side until it holds the k nearest points
-    for _ in range(k):
-        left_ok = start > 0
-        right_ok = start + k < n
-        dl = np.where(left_ok, np.abs(xq - x[np.maximum(start - 1, 0)]), np.inf)
-        dr = np.abs(xq - x[np.minimum(start + k - 1, n - 1)])
-        move_left = left_ok & (dl < dr)
-        dl2 = np.abs(xq - x[start])
-        dr2 = np.where(right_ok, np.abs(xq - x[np.minimum(start + k, n - 1)]), np.inf)
-        move_right = right_ok & (dr2 < dl2) & ~move_left
-        if not (move_left.any() or move_right.any()):
-            break
-        start = start - move_left + move_right
     idx = start[:, None] + np.arange(k)[None, :]
     xw = x[idx]
     h = np.max(np.abs(xw - xq[:, None]), axis=1) * 1.0001 + 1e-300
@@ -200,7 +187,11 @@ def local_operator(
     kern = (1 - np.abs(t) ** 3) ** 3
     w = kern / sigma[idx] ** 2
     V = t[:, :, None] ** np.arange(deg + 1)[None, None, :]  # (Q, k, deg+1)
-    sw = np.sqrt(w)[:, :, None]
-    pinv = np.linalg.pinv(V * sw)  # (Q, deg+1, k)
-    L = pinv[:, 0, :] * np.sqrt(w)
+    VW = V * w[:, :, None]
+    G = np.einsum("qki,qkj->qij", VW, V)  # normal equations, (Q, deg+1, deg+1)
+    G += 1e-12 * np.trace(G, axis1=1, axis2=2)[:, None, None] * np.eye(deg + 1)
+    e0 = np.zeros((len(xq), deg + 1, 1))
+    e0[:, 0, 0] = 1.0
+    c0 = np.linalg.solve(G, e0)[:, :, 0]  # first row of G^-1
+    L = np.einsum("qi,qki->qk", c0, VW)
     return idx, L
