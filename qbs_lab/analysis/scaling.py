@@ -254,6 +254,8 @@ def fit_scaling(
         return _failed(prob, excluded, "fewer than three isotherms in the scaling window")
     m, T_ref = prob.use(kept)
     theta = prob.search(theta0, m, T_ref)
+    if kept.sum() >= 4:  # a drifting x_c(T) is decided first, so that it is not taken for heating
+        theta = _choose_drift(prob, theta, m, T_ref, drift)
     while exclude and kept.sum() > MIN_KEPT:
         # the lowest kept isotherm (where heating, RF and saturation show first) is left out and measured
         # against the collapse of the others: its own temperature scale (an effective electron
@@ -281,15 +283,9 @@ def fit_scaling(
         kept[j] = False
         m, T_ref, theta = m_r, T_r, th_r
 
-    # a drifting critical point, when it makes the collapse clearly better
-    with_drift = False
-    if drift is not False and kept.sum() >= 4:
-        q0 = prob.chi2(theta, m, T_ref)
-        th_d = prob.search(np.append(theta, 0.0), m, T_ref, maxfev=150)
-        q1 = prob.chi2(th_d, m, T_ref)
-        n_pts = int(m.sum())
-        if drift or (q0 - q1) / max(q1 / max(n_pts - 16, 1), 1.0) > DRIFT_GAIN:
-            theta, with_drift = th_d, True
+    if theta.size > 2:  # the drift chosen with all isotherms: still needed without the excluded ones?
+        theta = _choose_drift(prob, theta[:2], m, T_ref, drift)
+    with_drift = theta.size > 2
 
     # the fit at the optimum, and the linearised wild bootstrap
     u = prob.u(theta, m, T_ref)
@@ -381,6 +377,21 @@ def _lsq(A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray]:
     return (np.linalg.solve(G, A.T @ b),)
 
 
+def _choose_drift(
+    prob: _Problem, theta: np.ndarray, m: np.ndarray, T_ref: float, drift: bool | None
+) -> np.ndarray:
+    """theta with a drift (3 values) when it makes the collapse clearly better (or ``drift``), else theta."""
+    if drift is False:
+        return theta
+    q0 = prob.chi2(theta, m, T_ref)
+    th_d = prob.search(np.append(theta, 0.0), m, T_ref, maxfev=150)
+    q1 = prob.chi2(th_d, m, T_ref)
+    n_pts = int(m.sum())
+    if drift or (q0 - q1) / max(q1 / max(n_pts - 16, 1), 1.0) > DRIFT_GAIN:
+        return th_d
+    return theta
+
+
 def _held_out(prob: _Problem, theta: np.ndarray, rest: np.ndarray, c: int) -> tuple[float, float, float]:
     """Isotherm c against the collapse of the isotherms ``rest`` at theta: the temperature [K] at which
     it falls best on their master curve, its chi^2 per point there (points inside their range of u), and
@@ -399,7 +410,8 @@ def _held_out(prob: _Problem, theta: np.ndarray, rest: np.ndarray, c: int) -> tu
     mc = prob.owner == c
     znu = math.exp(theta[0])
     T_c = prob.iso[c].T
-    u0 = (prob.x[mc] - (prob.center + theta[1] * prob.W)) / prob.W * (T_c / T_ref) ** (-1.0 / znu)
+    x_c = prob.center + theta[1] * prob.W + (theta[2] * prob.W * T_c / prob.T_max if theta.size > 2 else 0.0)
+    u0 = (prob.x[mc] - x_c) / prob.W * (T_c / T_ref) ** (-1.0 / znu)
     yc, wc = prob.y[mc], prob.w[mc]
 
     # compared only well inside the others' range of u: the master curve is loosely held at its ends
