@@ -117,16 +117,19 @@ def generated(
 
 
 def ising() -> tuple | None:
-    """(K grid, {1/L: Binder ratio}, truth, {1/L: its errors}) of the 2-D Ising reference data."""
+    """(K grid, {1/L: Binder ratio}, truth, {1/L: its errors}) of the 2-D Ising reference data, on the K
+    values all sizes share (pyfssa needs one grid)."""
     if not ISING.exists():
         return None
     rows = np.loadtxt(ISING)
-    Ks = np.unique(rows[:, 1])
+    sizes = np.unique(rows[:, 0])
+    Ks = None
+    for L in sizes:
+        k = rows[rows[:, 0] == L, 1]
+        Ks = k if Ks is None else np.intersect1d(Ks, k)
     data, err = {}, {}
-    for L in np.unique(rows[:, 0]):
-        sel = rows[rows[:, 0] == L]
-        if not np.array_equal(sel[:, 1], Ks):
-            return None  # pyfssa needs one common grid
+    for L in sizes:
+        sel = rows[(rows[:, 0] == L) & np.isin(rows[:, 1], Ks)]
         data[1.0 / L], err[1.0 / L] = sel[:, 2], sel[:, 3]
     return Ks, data, {"znu": 1.0, "B_c": 0.44068679}, err
 

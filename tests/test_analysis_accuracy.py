@@ -157,5 +157,5 @@ def test_the_reported_x_c_covers_the_truth_with_uneven_noise() -> None:
         da = xr.DataArray(R, coords={"T": list(FIELD_TEMPS), "B": FIELD_GRID}, dims=("T", "B"))
         result = analyze_isotherms(da, n_boot=100).to_dict()
         hits.append(abs(result["x_c"] - B_c) <= 2 * result["x_c_err"])
-        assert result["x_c_err"] < 0.01 * B_c  # honest, not uselessly wide
+        assert result["x_c_err"] < 0.015 * B_c  # honest, not uselessly wide (25 points per isotherm)
     assert np.mean(hits) >= 0.9, f"x_c within 2 sigma in {np.mean(hits):.0%} of seeds"
