@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from qbs_lab.analysis.crossing import CrossingResult
 from qbs_lab.analysis.estimate import UNITS, Analysis, analyze_isotherms
+
+if TYPE_CHECKING:  # xarray takes a second to import: only where a dataset is read
+    import xarray as xr
 
 __all__ = ["AnalysisInputError", "analyze_crossing", "analyze_dataset", "format_report", "parse_at"]
 
@@ -31,6 +33,8 @@ class AnalysisInputError(ValueError):
 
 
 def _open(path: Path) -> xr.Dataset:
+    import xarray as xr
+
     if not path.exists():
         raise AnalysisInputError(f"{path}: no such dataset")
     try:
