@@ -14,7 +14,8 @@ parts alike) together with z*nu and x_c:
   the bath) are found from their own chi^2 per point, excluded with the reason, and the fit repeated;
 - errors: a wild bootstrap of the linearised fit (each replica the fit's residuals times random signs,
   so noise that changes along an isotherm and any misfit are carried as they are), all parameters at
-  once (z*nu, x_c and the master curve);
+  once (z*nu, x_c and the master curve), and in quadrature the shift of the result when the window is
+  narrowed to ``WINDOW_SHRINK`` of its width;
 - a collapse whose quality is far from 1, whose z*nu sits at the edge of the search, or whose errors
   exceed the range is reported as failed (``status``), with the reason.
 
@@ -40,6 +41,7 @@ HEATED_GAIN = 25.0  # ... and that lowers its chi^2 by more than this
 EXCLUDE_CHI2 = 10.0  # an isotherm's chi^2 per point above this ...
 EXCLUDE_FACTOR = 5.0  # ... and this many times the others' median is excluded
 MIN_KEPT = 3
+WINDOW_SHRINK = 0.7  # the window systematic: the fit repeated in a window this much narrower
 DRIFT_GAIN = 30.0  # chi^2 gain for fitting a drift of x_c with T
 POINTS = 60  # isotherms are averaged down to at most this many points in the window
 
@@ -326,6 +328,17 @@ def fit_scaling(
         if with_drift:
             drift_err = prob.W / prob.T_max * float(sd[-1])
         y_c_err = float(np.std(g0 @ delta[:-npar], ddof=1))
+        # the choice of window: the shift of the result with a narrower one counts as an error
+        narrow = _Problem(iso, prob.center, WINDOW_SHRINK * prob.W)
+        if all(np.sum(narrow.owner == j) >= 3 for j in np.flatnonzero(kept)):
+            m_n, T_n = narrow.use(kept)
+            th_n = theta.copy()
+            th_n[1:] *= prob.W / narrow.W
+            th_n = narrow.search(th_n, m_n, T_n, maxfev=150)
+            znu_err = math.hypot(znu_err, znu - math.exp(th_n[0]))
+            x_c_err = math.hypot(x_c_err, x_c - (narrow.center + th_n[1] * narrow.W))
+            if with_drift:
+                drift_err = math.hypot(drift_err, drift_v - th_n[2] * narrow.W / narrow.T_max)
     if iso[0].log:
         R_c, R_c_err = math.exp(y_c), math.exp(y_c) * y_c_err
     else:
