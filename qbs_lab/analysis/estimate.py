@@ -9,8 +9,9 @@ Steps: the isotherms are prepared once (:func:`~qbs_lab.analysis.smoothing.prepa
 isotherms the collapse (:func:`~qbs_lab.analysis.scaling.fit_scaling`) runs, whatever the crossing
 found, for z*nu; isotherms it finds heated are excluded and the crossing is redone without them. When the
 collapse needs a drifting critical point x_c(T) = x_c + drift T, its drift is the one reported (and the
-verdict is "drifting crossing" when it is significant). A collapse that fails is reported as failed, and
-the crossing's estimate stands.
+verdict is "drifting crossing" when it is significant); without a drift, the difference between the
+crossing's x_c (R_c) and the collapse's is added to the crossing's error. A collapse that fails is
+reported as failed, and the crossing's estimate stands.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from qbs_lab.analysis.crossing import (
     H_OVER_4E2,
     VERDICT_DRIFTING,
     VERDICT_NONE,
+    VERDICT_SINGLE,
     CrossingResult,
     find_crossing,
 )
@@ -168,9 +170,25 @@ def analyze_isotherms(
         if collapse.excluded:
             skip.update(collapse.excluded)
             crossing = find_crossing(None, x, over, n_boot, seed, exclude=skip, isotherms=iso)
+    if collapse is not None and collapse.ok and collapse.drift == 0.0 and math.isfinite(crossing.x_c):
+        # two estimators of one critical point: where they disagree, by more than their errors allow, the
+        # crossing's smoothing (a steep isotherm sampled coarsely) or the collapse's master curve is
+        # biased; the disagreement counts in the crossing's error
+        crossing.x_c_err = math.hypot(crossing.x_c_err, abs(crossing.x_c - collapse.x_c))
+        if math.isfinite(collapse.R_c):
+            crossing.R_c_err = math.hypot(crossing.R_c_err, abs(crossing.R_c - collapse.R_c))
     if collapse is not None and collapse.ok and collapse.drift_err > 0 and crossing.verdict != VERDICT_NONE:
         # the collapse measured how x_c moves with T (x_c(T) = x_c + drift T): that is the drift reported
         crossing.drift, crossing.drift_err = collapse.drift, collapse.drift_err
         if abs(collapse.drift) > DRIFT_SIGMAS * collapse.drift_err:
             crossing.verdict = VERDICT_DRIFTING
+    elif (
+        collapse is not None
+        and collapse.ok
+        and len(collapse.temperatures) >= 4
+        and crossing.verdict == VERDICT_DRIFTING
+    ):
+        # the collapse tested a drifting x_c(T) and did not need one: the pairwise crossings' scatter
+        # (a steep isotherm sampled coarsely) is not called a drift
+        crossing.verdict = VERDICT_SINGLE
     return Analysis(x, over, crossing, collapse, list(skip.items()))
