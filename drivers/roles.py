@@ -66,6 +66,8 @@ class GateRole:
         self.adapter, self.limits, self.clock = adapter, limits, clock
         adapter.set_current_limit(limits.current_limit)
         self._level: float | None = None  # the level this role last sent
+        #: seconds of this role's waits the physics needs (travel / max_rate), summed over its ramps
+        self.floor = 0.0
 
     def voltage(self) -> float:
         return self.adapter.voltage()
@@ -98,6 +100,7 @@ class GateRole:
         # equal steps, the largest allowed (a drivers' rounding of a sent level, at its resolution, stays)
         n = max(1, math.ceil(abs(target - start) / lim.max_step - 1e-9))
         dwell = abs(target - start) / n / lim.max_rate
+        self.floor += abs(target - start) / lim.max_rate  # the rate limit's own time: the physics
         for k in range(1, n + 1):
             v = target if k == n else start + (target - start) * k / n
             lim.check(v)
@@ -125,6 +128,8 @@ class MagnetLimits:
     max_field: float
     max_rate: float
     poll: float = 0.5
+    #: [s] between state reads near a ramp's expected arrival (and backing off after it)
+    fine_poll: float = 0.02
 
     def check(self, field: float, rate: float) -> None:
         if not (math.isfinite(field) and abs(field) <= self.max_field):
@@ -134,10 +139,18 @@ class MagnetLimits:
 
 
 class MagnetRole:
-    """The magnet: the rate goes to the supply itself, then the role waits on the clock for HOLDING."""
+    """The magnet: the rate goes to the supply itself, then the role waits on the clock for HOLDING.
+
+    The wait ends when the physics does: the ramp should arrive after travel / rate, so the role reads
+    the supply's state every ``poll`` seconds until then (a quench is seen within that) and every
+    ``fine_poll`` seconds from the expected arrival on, backing off if the supply is slower (switch
+    heating, a slower ramp segment). A field step costs its ramp time plus a few reads.
+    """
 
     def __init__(self, adapter: MagnetAdapter, limits: MagnetLimits, clock: Clock) -> None:
         self.adapter, self.limits, self.clock = adapter, limits, clock
+        #: seconds of this role's waits the physics needs (travel / rate), summed over its ramps
+        self.floor = 0.0
 
     def field(self) -> float:
         return self.adapter.field()
@@ -160,20 +173,29 @@ class MagnetRole:
                 raise SafetyError(f"the supply did not take the ramp rate {rate:g} T/s (it has {taken:g})")
         start = self.adapter.field()
         self.adapter.start_ramp(target)
+        travel = abs(target - start) / rate
+        self.floor += travel
+        arrival = self.clock.now() + travel
         # the ramp's own duration, plus switch heating and a margin: a supply that never holds is a fault
-        deadline = self.clock.now() + 1.5 * abs(target - start) / rate + 300.0
+        deadline = self.clock.now() + 1.5 * travel + 300.0
+        late = self.limits.fine_poll
         while True:
             status = self._raise_if_quenched()
             if status in (MagnetStatus.HOLDING, MagnetStatus.AT_ZERO):
                 return
             if status not in (MagnetStatus.RAMPING, MagnetStatus.SWITCH):
                 raise SafetyError(f"magnet stopped ramping to {target} T: supply is {status.value}")
-            if self.clock.now() > deadline:
+            now = self.clock.now()
+            if now > deadline:
                 self.adapter.pause()
                 raise SafetyError(
                     f"magnet did not reach {target} T in time: ramp paused at {self.field():g} T"
                 )
-            self.clock.sleep(self.limits.poll)
+            if arrival - now > 0:  # sleep to the expected arrival, reading the state at least every poll
+                self.clock.sleep(min(arrival - now, self.limits.poll))
+            else:  # past it: read often, then less often (a switch heating, a slower segment)
+                self.clock.sleep(late)
+                late = min(2 * late, self.limits.poll)
 
     def make_persistent(self) -> None:
         """Leave the magnet persistent at its present field: switch heater off, supply to zero current.

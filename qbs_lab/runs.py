@@ -84,10 +84,16 @@ class Estimate:
     phases: dict[str, float]
     schedule: list[float]
     points: int
+    floor: dict[str, float] = field(default_factory=dict)  # what the physics needs, per phase [s]
 
     @property
     def total(self) -> float:
         return sum(self.phases.values())
+
+    @property
+    def efficiency(self) -> float:
+        """Physics floor / fridge time."""
+        return sum(self.floor.values()) / self.total if self.total > 0 else 1.0
 
 
 @dataclass
@@ -130,7 +136,7 @@ def estimate_plan(
         raise PlanError(
             [f"the dry run on the simulated lab stopped at point {result.done}: {result.message}"]
         )
-    return Estimate(dict(result.phases), result.point_times, plan.size - start)
+    return Estimate(dict(result.phases), result.point_times, plan.size - start, dict(result.floor))
 
 
 def format_estimate(est: Estimate, plan: Plan) -> str:
@@ -145,13 +151,28 @@ def format_estimate(est: Estimate, plan: Plan) -> str:
     grid = " x ".join(f"{a.name}[{len(a.values)}]" for a in plan.axes)
     lines = [f"{plan.procedure}: {est.points} points on {grid}"]
     lines.append("  every setpoint is within the station's limits")
-    lines.append(f"  estimated fridge time {format_duration(est.total)}:")
+    lines.append(f"  estimated fridge time {format_duration(est.total)}:{'physics floor':>29}")
     for phase in PHASES:
         if phase == "suspended" and not est.phases[phase]:
             continue  # only a run that was paused has this phase
         share = est.phases[phase] / est.total if est.total else 0.0
-        lines.append(f"    {names[phase]:<26} {format_duration(est.phases[phase]):>10}  {100 * share:4.1f} %")
+        floor = format_duration(est.floor.get(phase, 0.0))
+        lines.append(
+            f"    {names[phase]:<26} {format_duration(est.phases[phase]):>10}  {100 * share:4.1f} %  {floor:>10}"
+        )
+    lines.append(efficiency_line(est.phases, est.floor))
     return "\n".join(lines)
+
+
+def efficiency_line(phases: dict[str, float], floor: dict[str, float]) -> str:
+    """One line: the physics floor (ramps at the allowed rates, lock-in settling, reaching and holding
+    each temperature) beside the fridge time, and their ratio."""
+    total, need = sum(phases.values()), sum(floor.values())
+    ratio = need / total if total > 0 else 1.0
+    return (
+        f"  plan efficiency {ratio:.3f}: physics floor {format_duration(need)} of fridge time"
+        f" {format_duration(total)} (the rest: instrument I/O, waits past the physics)"
+    )
 
 
 # -- connecting ----------------------------------------------------------------------------------------
@@ -312,16 +333,21 @@ def resume_run(
     catalog = Catalog(opts.data_dir)
     record = catalog.get(run_id)
     state = record.state
-    if state == "completed":
-        raise PlanError([f"run {run_id} is complete: every point is measured"])
     if state == "running":
         raise PlanError([f"run {run_id} is still running (process {record.pid})"])
     if record.path is None or not Path(record.path).exists():
         raise PlanError([f"run {run_id}: its store {record.path} is missing"])
+    store = RunStore.open(record.path)
+    damage = store.damage()  # checksums: a damaged chunk's points are measured again, never trusted
+    if state == "completed" and not damage:
+        raise PlanError([f"run {run_id} is complete: every point is measured"])
+    for d in damage:
+        line = f"run {run_id}: damaged chunk, {d.describe()}: measured again"
+        print(line, file=out or sys.stderr, flush=True)
+        RunLog(Path(record.path)).write(line)
     proc = load_procedure(record.source or record.procedure)
     params = parameters_from_dict(proc, record.parameters)
     plan = proc.plan(params)
-    store = RunStore.open(record.path)
     if store.dims != plan.dims or store.shape != plan.shape:
         raise PlanError([f"run {run_id}: the procedure now makes a different grid than the one stored"])
     stored = store.dataset()
