@@ -234,6 +234,9 @@ def _report(outcome: RunOutcome, wall: float) -> int:
     if outcome.estimate is not None:
         fridge += f" (estimated {format_duration(outcome.estimate.total)})"
     print(f"  {fridge}, wall time {wall:.1f} s")
+    if result.floor:
+        floor = format_duration(sum(result.floor.values()))
+        print(f"  plan efficiency {result.efficiency:.3f}: physics floor {floor}")
     if outcome.online:
         print(f"  crossing after {format_update(outcome.online[-1])}")
     if outcome.checks:

@@ -3,7 +3,9 @@
 :func:`estimate_plan` checks every setpoint against the station's limits (no instrument touched), then
 dry-runs the plan on the station's simulated twin (same roles, same waits, virtual clock, no store) and
 returns the fridge time split into ramps, stabilization, settling, measuring and parking, with the time
-each point is expected: the schedule the progress line's "time left" follows.
+each point is expected (the schedule the progress line's "time left" follows) and the physics floor
+of each phase (:func:`efficiency_line`). A run on the simulated lab is itself the twin's run: it is not
+dry-run first (unless faults are injected: the estimate is then the plan's without them).
 
 :func:`start_run` makes the catalog entry and the store (``data/<date>/<run_id>-<procedure>.zarr``),
 runs with Ctrl-C routed to a safe stop, and records how it ended. :func:`resume_run` continues a run
@@ -50,6 +52,7 @@ __all__ = [
     "LabOptions",
     "PlanError",
     "RunOutcome",
+    "efficiency_line",
     "estimate_plan",
     "format_estimate",
     "resume_run",
@@ -151,16 +154,17 @@ def format_estimate(est: Estimate, plan: Plan) -> str:
     grid = " x ".join(f"{a.name}[{len(a.values)}]" for a in plan.axes)
     lines = [f"{plan.procedure}: {est.points} points on {grid}"]
     lines.append("  every setpoint is within the station's limits")
-    lines.append(f"  estimated fridge time {format_duration(est.total)}:{'physics floor':>29}")
+    lines.append(f"  estimated fridge time {format_duration(est.total)}:")
     for phase in PHASES:
         if phase == "suspended" and not est.phases[phase]:
             continue  # only a run that was paused has this phase
         share = est.phases[phase] / est.total if est.total else 0.0
-        floor = format_duration(est.floor.get(phase, 0.0))
-        lines.append(
-            f"    {names[phase]:<26} {format_duration(est.phases[phase]):>10}  {100 * share:4.1f} %  {floor:>10}"
-        )
+        lines.append(f"    {names[phase]:<26} {format_duration(est.phases[phase]):>10}  {100 * share:4.1f} %")
     lines.append(efficiency_line(est.phases, est.floor))
+    parts = ", ".join(
+        f"{names[p]} {format_duration(est.floor[p])}" for p in PHASES if est.floor.get(p, 0.0) > 0
+    )
+    lines.append(f"    physics floor: {parts}")
     return "\n".join(lines)
 
 
@@ -255,9 +259,9 @@ def start_run(
     if problems:
         raise PlanError([f"{opts.station}: outside the station's limits: {p}" for p in problems])
     est = None
-    if estimate and opts.sim:  # at the fridge the twin may lack an emulator: then progress goes by rate
+    if estimate and opts.sim and opts.faults is not None:  # the estimate: the plan without the faults
         est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario)
-    elif estimate:
+    elif estimate and not opts.sim:  # at the fridge the twin may lack an emulator: progress by rate
         try:
             est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario)
         except PlanError:
@@ -268,6 +272,8 @@ def start_run(
             file=out or sys.stderr,
             flush=True,
         )
+    elif opts.sim and progress:  # the run is on the twin: its fridge time is the estimate, run once
+        print(f"{proc.name}: {plan.size} points on the simulated lab", file=out or sys.stderr, flush=True)
     catalog = Catalog(opts.data_dir)
     run_id = catalog.new_run(
         procedure=proc.name,
@@ -368,9 +374,7 @@ def resume_run(
     problems = check_plan(plan, config)
     if problems:
         raise PlanError([f"{opts.station}: outside the station's limits: {p}" for p in problems])
-    est = None
-    if opts.sim:
-        est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario, start=start)
+    est = None  # on the simulated lab the resumed run is itself the twin's estimate: not run twice
     resumed = json.loads(store.attrs().get("resumed", "[]"))
     resumed.append({"at": now_iso(), "from_point": start, "pid": os.getpid()})
     store.update_attrs(status="running", resumed=json.dumps(resumed))
@@ -475,6 +479,7 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         )
     for T, waited, outcome in result.stabilization:
         ctx.log.write(f"temperature {T * 1e3:.4g} mK: {outcome} after {waited:.0f} s")
+    ctx.log.write(efficiency_line(result.phases, result.floor).strip())
     ctx.log.write(
         f"run {ctx.run_id} {result.status} at point {result.done} of {plan.size}"
         + (f": {result.message}" if result.message else "")
@@ -502,6 +507,9 @@ def _finish(
     phases = json.loads(attrs.get("phases", "{}"))
     for k, v in result.phases.items():
         phases[k] = phases.get(k, 0.0) + v
+    floor = json.loads(attrs.get("physics_floor", "{}"))
+    for k, v in result.floor.items():
+        floor[k] = floor.get(k, 0.0) + v
     stabilization = json.loads(attrs.get("stabilization", "[]")) + [
         {"T": T, "waited_s": round(w, 1), "outcome": o} for T, w, o in result.stabilization
     ]
@@ -511,6 +519,7 @@ def _finish(
         end_time=now_iso(),
         message=result.message or "",
         phases=_dumps(phases),
+        physics_floor=_dumps(floor),
         stabilization=_dumps(stabilization),
         interruptions=_dumps(interruptions),
         park_failures=_dumps(result.park_failures),
