@@ -251,7 +251,7 @@ def test_quench_aborts_the_run_with_the_gate_parked(policy: str) -> None:
 
     with sim(3, schedule) as (lab, station, clock, stop, _):
         # abort is the default; probed after every point (every: 0), so no point after it is stored
-        section = {"quench": {"every": 0}} if policy == "abort" else {"quench": {"policy": policy, "every": 0}}
+        section = {"quench": {"policy": policy, "every": 0}}
         result, points = run(field_sweep(), station, stop, Suspenders(station, section, clock))
         assert_gate_parked(lab)
 
