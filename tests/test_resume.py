@@ -8,7 +8,8 @@ write, and while parking after the last point. Each killed store must open with 
 journal, :func:`live_dataset`) every point recorded before the kill bit for bit as the reference has
 it (points are seconds apart at the fridge's pace: each is journaled when recorded) and nothing
 recorded after the kill, and have no torn or unchecksummed chunk; the catalog must say ``crashed``.
-``qbs-lab resume`` (a new process) then measures exactly the missing points onto the same grid. A Ctrl-C (SIGINT) run is resumed too.
+``qbs-lab resume`` (a new process) then measures exactly the missing points onto the same grid. A
+Ctrl-C (SIGINT) run is resumed too.
 
 Each kill is sent by the run's process to itself at a moment of the run's virtual clock, so it lands at
 a reproducible place of the run; the call stack at that moment is checked to be the intended phase.
