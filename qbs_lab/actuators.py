@@ -122,8 +122,8 @@ class TemperatureStabilizer:
     """Sets the heater for a setpoint and waits until the sample thermometer is stable.
 
     The readings come when the physics asks for them: out of the band, the time to enter it is
-    predicted from the last two readings (an exponential approach: its time constant measured on the
-    fly), and the next reading comes then (at most ``poll`` s later, at least :attr:`fine` s); in the
+    predicted from the readings (an exponential approach: its time constant measured on the fly), and
+    the next reading comes half-way to it (at most ``poll`` s later, at least :attr:`fine` s); in the
     band, the next reading is at the end of the hold. ``outcomes`` records each setpoint's result:
     (setpoint [K], seconds waited, "stable" or "timeout"); ``floor`` sums what the physics needed: the
     time to the last reading outside the band, plus the hold.
@@ -146,7 +146,7 @@ class TemperatureStabilizer:
         start = self.clock.now()
         stable_since: float | None = None
         last_out = start  # the last reading outside the band: the physics took at least this long
-        prev: tuple[float, float] | None = None  # (time, distance from the setpoint) of the last reading
+        history: list[tuple[float, float]] = []  # (time, distance from the setpoint) of each reading
         while True:
             now = self.clock.now()
             error = abs(thermo.temperature_sample() - setpoint)
@@ -160,10 +160,16 @@ class TemperatureStabilizer:
             else:
                 stable_since, last_out = None, now
                 wait = p.poll
-                if prev is not None and prev[1] > error and now > prev[0]:
-                    tau = (now - prev[0]) / math.log(prev[1] / error)
-                    wait = min(p.poll, max(self.fine, tau * math.log(error / band)))
-            prev = (now, error)
+                # the approach's time constant from a reading at least a poll back (closer ones are
+                # mostly noise); read again half-way to the predicted entry: the readings close in on
+                # it, so little time passes between the last reading outside the band and the first in
+                back = [h for h in history if h[0] <= now - p.poll]
+                if error < 1.5 * band:  # near the band, the thermometer's noise decides: read often
+                    wait = self.fine
+                elif back and back[-1][1] > error:
+                    tau = (now - back[-1][0]) / math.log(back[-1][1] / error)
+                    wait = min(p.poll, max(self.fine, 0.5 * tau * math.log(error / band)))
+            history.append((now, error))
             if now - start >= p.timeout:
                 self.outcomes.append((setpoint, now - start, "timeout"))
                 self.floor += now - start
