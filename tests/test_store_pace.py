@@ -226,6 +226,12 @@ def test_resume_measures_damaged_points_again(
     else:
         raw[8] ^= 0x10
     chunk.write_bytes(bytes(raw))
+    # export refuses the damaged points in one line each, with the way out
+    code, out, err = cli("export", record.run_id, "--netcdf", "--data", str(data), capsys=capsys)
+    assert code != 0 and "Traceback" not in err
+    assert f"run {record.run_id}: damaged chunk, variable {var}, chunk 0.0 (checksum mismatch)" in err
+    assert f"qbs-lab resume {record.run_id} measures them again" in err
+    assert not path.with_suffix(".nc").exists()
 
     code, out, err = cli("resume", record.run_id, "--data", str(data), "--no-progress", capsys=capsys)
     assert code == 0, err
