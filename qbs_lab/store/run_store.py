@@ -15,8 +15,9 @@ Writing costs the same per point whatever the line's length:
   every couple of seconds. A process killed at any moment loses at most those seconds.
 - the chunk itself is rewritten (atomically: a temporary file renamed over the old one) only when it
   is complete, when the run moves on to another chunk, or when the points not yet in it are at least as
-  many as those already in it (and at least :data:`FOLD_MIN`): a chunk is rewritten a handful of times
-  (doublings), never once a point. The journal is emptied after each such fold.
+  many as those already in it (and at least :data:`FOLD_MIN`, and ``flush_seconds`` after the last
+  fold): a chunk is rewritten a handful of times (doublings), never once a point, and an in-memory
+  sweep writes it once. The journal is emptied after each such fold.
 
 Chunks hold whole inner lines of at most :data:`CHUNK_POINTS` points (as many lines as fit), longer
 lines are split along the inner axis. ``xarray.open_zarr`` sees the folded points; :func:`live_dataset`
@@ -103,8 +104,10 @@ class RunStore:
         self._buf = np.full((len(self.variables), *self.chunks), np.nan)
         self._filled = 0  # points of the current chunk in the buffer
         self._in_chunk = 0  # of those, how many its file on disk holds
-        self._queue: list[tuple[tuple[int, ...], tuple[float, ...]]] = []  # not yet in the journal
-        self._last_journal_t = -math.inf
+        # points of the current chunk not yet in the journal: (grid index, index into the buffer)
+        self._queue: list[tuple[tuple[int, ...], tuple[Any, ...]]] = []
+        self._queue_t = -math.inf  # the newest t recorded [s]
+        self._last_journal_t = self._last_fold_t = -math.inf  # t when the journal, a chunk was written
         self._recovered = False  # the journal a crash left has been folded in (writers only)
 
     # -- making one ------------------------------------------------------------------------------
@@ -193,20 +196,29 @@ class RunStore:
         """Put one point (``values`` in :attr:`variables` order) at grid ``index``."""
         if not self._recovered:
             self._recover()
-        block, within = self._locate(index)
+        chunks = self.chunks
+        if len(chunks) == 2:  # the common grid, spelled out: this runs once a point
+            (i, j), (ci, cj) = index, chunks
+            block, within = (i // ci, j // cj), (slice(None), i % ci, j % cj)
+        else:
+            block = tuple([i // c for i, c in zip(index, chunks, strict=True)])
+            within = (slice(None), *[i % c for i, c in zip(index, chunks, strict=True)])
         if block != self._block:
             self.flush()
             self._load_block(block)
-        buf_t = self._buf[(self._t_row, *within)]
-        if buf_t != buf_t:  # NaN: a new point of this chunk
+        point = self._buf[within]  # a view: the point's values in the chunk's buffer
+        if point[self._t_row] != point[self._t_row]:  # NaN: a new point of this chunk
             self._filled += 1
-        self._buf[(slice(None), *within)] = values
+        point[:] = values
         self._dirty = True
-        self._queue.append((tuple(int(i) for i in index), tuple(float(v) for v in values)))
+        self._queue.append((index, within))
+        t = self._queue_t = float(values[self._t_row])  # a run's t only grows
         unfolded = self._filled - self._in_chunk
-        if self._filled == self._block_size or unfolded >= max(FOLD_MIN, self._in_chunk):
+        if self._filled == self._block_size or (
+            unfolded >= max(FOLD_MIN, self._in_chunk) and t - self._last_fold_t >= self.flush_seconds
+        ):
             self._fold()
-        elif values[self._t_row] - self._last_journal_t >= self.flush_seconds:
+        elif t - self._last_journal_t >= self.flush_seconds:
             self._append_journal()
 
     def flush(self) -> None:
@@ -220,12 +232,12 @@ class RunStore:
     def _append_journal(self) -> None:
         rec = np.zeros(len(self._queue), self._journal_dtype)
         rec["i"] = [i for i, _ in self._queue]
-        rec["v"] = [v for _, v in self._queue]
+        rec["v"] = [self._buf[w] for _, w in self._queue]
         for r in rec:  # each record its own CRC: a torn or damaged record is dropped on replay
             r["crc"] = zlib.crc32(r.tobytes()[:-4])
         with open(self.path / JOURNAL, "ab") as f:
             f.write(rec.tobytes())
-        self._last_journal_t = max(v[self._t_row] for _, v in self._queue)
+        self._last_journal_t = self._queue_t
         self._queue.clear()
 
     def _fold(self) -> None:
@@ -239,8 +251,7 @@ class RunStore:
         if journal.exists() and journal.stat().st_size:
             os.truncate(journal, 0)  # every point it held is in the chunk now
         self._in_chunk, self._dirty = self._filled, False
-        if self._queue:
-            self._last_journal_t = max(self._last_journal_t, max(v[self._t_row] for _, v in self._queue))
+        self._last_journal_t = self._last_fold_t = self._queue_t  # nothing is at risk now
         self._queue.clear()
 
     def _recover(self) -> None:
@@ -298,7 +309,8 @@ class RunStore:
         for d in found:
             for a in out.values():
                 a[d.region] = np.nan
-        for i, v in [*zip(idx, vals, strict=True), *self._queue]:
+        pending = [(i, self._buf[w]) for i, w in self._queue]
+        for i, v in [*zip(idx, vals, strict=True), *pending]:
             for row, name in enumerate(self.variables):
                 out[name][tuple(i)] = v[row]
         return out, found
