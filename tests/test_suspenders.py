@@ -468,7 +468,7 @@ def test_every_spaces_the_polls_and_a_pause_does_not_spin() -> None:
         clock.sleep(1.0)
     assert st.magnet.reads == 4  # at 0, 30, 60, 90 s
     assert st.thermometry.reads == 10  # every 10 s
-    assert st.gate.reads == 10  # leakage: every 10 s (the default)
+    assert st.gate.reads == 100  # leakage: every point (the default)
     assert st.lockin.reads == 0  # lockin: off unless named
     st.T = 0.8
     trip = sus.check()
@@ -572,9 +572,10 @@ def test_defaults() -> None:
         "lockin": "off",
         "io": "abort",
     }
-    # the hazards are probed every 10 s of fridge time by default (the roles watch them in every ramp)
-    assert c["leakage"].limit == LIMIT and c["quench"].every == c["leakage"].every == 10.0
-    assert c["lockin"].every == c["mixing_chamber"].every == 0.0
+    # a quench is probed every 10 s of fridge time by default (the magnet role watches it in every
+    # ramp); a leak after every point (it decides whether the point may be stored)
+    assert c["leakage"].limit == LIMIT and c["quench"].every == 10.0
+    assert c["leakage"].every == c["lockin"].every == c["mixing_chamber"].every == 0.0
     # YAML's bare off, a policy on its own, a named condition's defaults
     c = conditions(
         yaml.safe_load("{quench: off, leakage: stop, mixing_chamber: {ceiling: 0.5}, lockin:}"), LIMIT
