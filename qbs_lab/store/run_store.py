@@ -21,7 +21,8 @@ Writing costs the same per point whatever the line's length:
 
 Chunks hold whole inner lines of at most :data:`CHUNK_POINTS` points (as many lines as fit), longer
 lines are split along the inner axis. ``xarray.open_zarr`` sees the folded points; :func:`live_dataset`
-(and :meth:`RunStore.dataset`) adds the journal's, for a live view. A point counts as measured when its
+(and :meth:`RunStore.dataset`) adds the journal's, for a live view; :func:`journal_points` gives just
+those, for a reader that reads the chunks its own way. A point counts as measured when its
 ``t`` is a number; :meth:`RunStore.measured` gives that mask (journal included, damaged chunks
 excluded), from which a resumed run finds where to continue.
 
@@ -45,7 +46,16 @@ from numcodecs import CRC32C
 
 from qbs_lab.plan import AXIS_KINDS, Plan
 
-__all__ = ["CHUNK_POINTS", "FOLD_MIN", "Damage", "RunStore", "RunStoreError", "live_dataset"]
+__all__ = [
+    "CHUNK_POINTS",
+    "FOLD_MIN",
+    "JOURNAL",
+    "Damage",
+    "RunStore",
+    "RunStoreError",
+    "journal_points",
+    "live_dataset",
+]
 
 #: the most points a chunk holds (32 KiB of float64 a variable)
 CHUNK_POINTS = 4096
@@ -346,6 +356,16 @@ def live_dataset(path: str | Path) -> xr.Dataset:
     journal's newest points folded in and damaged chunks as NaN (reads only; safe while a run writes)."""
     store = RunStore.open(path)
     return _dataset(store.path, store.arrays())
+
+
+def journal_points(path: str | Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The points of a store's journal, not yet folded into their chunks (what ``xarray.open_zarr``
+    does not show yet): their grid indices, shape (n, ndim), and each variable's n values, in the order
+    recorded (a point recorded twice: the later one last). Reads only."""
+    store = RunStore.open(path)
+    idx, vals = _read_journal(store.path / JOURNAL, store._journal_dtype)
+    index = np.asarray(idx, dtype=int).reshape(len(idx), len(store.shape))
+    return index, {name: np.asarray(vals[:, k], dtype=float) for k, name in enumerate(store.variables)}
 
 
 def _dataset(path: Path, arrays: dict[str, np.ndarray]) -> xr.Dataset:
