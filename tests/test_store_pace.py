@@ -260,3 +260,25 @@ def test_resume_measures_damaged_points_again(
     # a second resume: complete, nothing damaged, refused in one line
     code, out, err = cli("resume", record.run_id, "--data", str(data), "--no-progress", capsys=capsys)
     assert code != 0 and "complete" in err and "Traceback" not in err
+
+
+def test_the_live_view_shows_the_journals_newest_points(tmp_path: Path) -> None:
+    """At the fridge's pace the newest points are in the journal, not yet in their chunk: the live
+    view's reader shows them (and notices each one), as xarray alone does not."""
+    from test_view_reader import _run
+
+    from qbs_lab.view.reader import DataReader
+
+    run_id, path = _run(tmp_path, (4, 200), name="slow")
+    store = RunStore.open(path)
+    reader = DataReader(tmp_path)
+    for j in range(30):
+        store.record((0, j), (1000.0 + j, 4.0 * (j + 1)))
+        if j in (0, 29):
+            assert reader.runs()[0]["points_done"] == j + 1
+    with xr.open_zarr(path) as ds:
+        assert int(np.isfinite(ds["t"].values).sum()) < 30  # not folded yet
+    data = reader.run_data(run_id)
+    assert data is not None
+    run = reader.run(run_id)
+    assert run["now"]["readings"]["R"]["value"] == pytest.approx(1029.0)
