@@ -278,6 +278,9 @@ def _report(outcome: RunOutcome, wall: float) -> int:
     if outcome.estimate is not None:
         fridge += f" (estimated {format_duration(outcome.estimate.total)})"
     print(f"  {fridge}, wall time {wall:.1f} s")
+    if result.floor:
+        floor = format_duration(sum(result.floor.values()))
+        print(f"  plan efficiency {result.efficiency:.3f}: physics floor {floor}")
     if outcome.online:
         print(f"  crossing after {format_update(outcome.online[-1])}")
     if outcome.checks:
@@ -388,11 +391,18 @@ def _rebuild(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import xarray as xr
 
+    from qbs_lab.store import RunStore
     from qbs_lab.store.catalog import Catalog
 
     record = Catalog(args.data).get(args.run_id)
     if record.path is None or not Path(record.path).exists():
         raise PlanError([f"run {args.run_id}: its store {record.path} is missing"])
+    damage = RunStore.open(record.path).damage()  # checksums: damaged points are never exported
+    if damage:
+        raise PlanError(
+            [f"run {args.run_id}: damaged chunk, {d.describe()}" for d in damage]
+            + [f"qbs-lab resume {args.run_id} measures them again"]
+        )
     target = Path(args.output) if args.output else Path(record.path).with_suffix(".nc")
     with xr.open_zarr(record.path) as ds:
         ds.load().to_netcdf(target)

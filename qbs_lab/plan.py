@@ -141,12 +141,23 @@ class Axis:
 
 @dataclass(frozen=True)
 class Measurement:
-    """A custom measured quantity: a getter and its CF attributes (the station's are built in)."""
+    """A custom measured quantity: a getter and its CF attributes (the station's are built in).
+
+    The runner waits before each point only for what the point's readings need: the lock-in's
+    settling when a measurement says it reads the lock-in (``lockin=True``), and each measurement's own
+    ``settle`` [s] (the longest of them); by default neither, so no fridge time goes to settling.
+    """
 
     name: str
     getter: Callable[[], float]
     units: str = ""
     long_name: str = ""
+    settle: float = 0.0
+    lockin: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.settle) and self.settle >= 0):
+            raise ValueError(f"measurement {self.name}: settle must be a time >= 0 s, not {self.settle!r}")
 
     def __post_init__(self) -> None:
         _check_name(self.name, "measurement")

@@ -1,11 +1,13 @@
 """The runner: executes a :class:`~qbs_lab.plan.Plan` point by point on a station (or custom axes).
 
 Per point, in run order (:meth:`Plan.order`, snake lines reversed): each axis whose index changed moves,
-outermost first, through its mover (ramps and stabilization, waits on the clock); the lock-in settles;
+outermost first, through its mover (ramps and stabilization, waits on the clock); the lock-in settles
+(only where a lock-in is read; a custom measurement may declare its own settle time);
 the measurements are read; the point goes to the store and to every subscriber. Time spent is accounted
 to the phases ``ramp``, ``stabilize``, ``settle``, ``measure``, ``suspended`` (paused by a suspender)
 and ``park`` (on the clock, so in
-simulation it is fridge time), which is what ``qbs-lab estimate`` reports.
+simulation it is fridge time), which is what ``qbs-lab estimate`` reports, beside each phase's physics
+floor (:attr:`RunResult.floor`: ramps at the allowed rates, settling, reaching and holding temperatures).
 
 A stop request (Ctrl-C, :mod:`qbs_lab.interrupt`) ends the run at the next safe point with status
 ``interrupted``; a safety fault (leakage, quench, limit, a temperature that will not stabilize) or any
@@ -117,10 +119,19 @@ class RunResult:
     point_times: list[float] = field(default_factory=list)
     interruptions: list[dict[str, Any]] = field(default_factory=list)
     stop_queue: bool = False  # a suspender with the policy "stop" tripped
+    #: per phase, the fridge time the physics needed [s]: ramps at the allowed rates, the lock-in's
+    #: settling, the time to reach and hold each temperature (see :func:`efficiency`)
+    floor: dict[str, float] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
         return sum(self.phases.values())
+
+    @property
+    def efficiency(self) -> float:
+        """Physics floor / fridge time (1: every second went to physics)."""
+        total = self.duration
+        return sum(self.floor.values()) / total if total > 0 else 1.0
 
 
 class Runner:
@@ -195,6 +206,9 @@ class Runner:
         order = plan.order()
         n = len(order)
         result = RunResult("running", start, n, phases)
+        floor = result.floor = dict.fromkeys(PHASES, 0.0)
+        roles_floor = self._roles_floor
+        ramp_floor0, meter0 = roles_floor(), self._meter_settled()
         t_origin = clock.now() - t_offset
         try:
             t0 = clock.now()
@@ -234,6 +248,7 @@ class Runner:
                     try:
                         if settle > 0:
                             clock.sleep(settle)
+                            floor["settle"] += settle
                     finally:
                         t1 = now()
                         phases["settle"] += t1 - t0
@@ -277,6 +292,10 @@ class Runner:
             # park first: the instruments go safe before any storage I/O that can fail (a full disk)
             if self.stabilizer is not None:
                 result.stabilization = list(self.stabilizer.outcomes)
+                floor["stabilize"] = self.stabilizer.floor
+            floor["measure"] = self._meter_settled() - meter0  # autoranging's settle waits
+            park_floor0 = roles_floor()
+            floor["ramp"] = park_floor0 - ramp_floor0
             try:
                 if self.station is not None and (plan.park or result.status != "completed"):
                     stop.parking = True
@@ -286,6 +305,7 @@ class Runner:
                     finally:
                         stop.parking = False
                         phases["park"] += clock.now() - t0
+                        floor["park"] = roles_floor() - park_floor0
             finally:
                 if self.store is not None:
                     try:
@@ -293,6 +313,14 @@ class Runner:
                     except Exception as err:  # the points not yet on disk are lost; resume measures them
                         result.status, result.message = "aborted", storage_reason(err, self.store.path)
         return result
+
+    def _roles_floor(self) -> float:
+        """Seconds the gate's and magnet's ramps needed at their rates, so far."""
+        st = self.station
+        return 0.0 if st is None else st.gate.floor + st.magnet.floor
+
+    def _meter_settled(self) -> float:
+        return 0.0 if self.station is None else self.station.resistance.settled
 
     def _handle(
         self, trip: Trip, k: int, start: int, order: np.ndarray, result: RunResult, t_origin: float
@@ -333,15 +361,19 @@ class Runner:
         raise SuspendAbort(trip.reason)
 
     def _prepare(self) -> float:
-        """The lock-in's time constant; the settle wait per point [s]."""
+        """The settle wait per point [s]: the lock-in's (its time constant set) only where a lock-in is
+        read (the station's measurements, or a custom one with ``lockin=True``), and the longest
+        ``settle`` a custom measurement declares."""
         plan, station = self.plan, self.station
-        if station is None:
-            return 0.0
+        own = max((m.settle for m in plan.measurements), default=0.0)
+        reads_lockin = not plan.measurements or any(m.lockin for m in plan.measurements)
+        if station is None or not reads_lockin:
+            return own
         lockin = station.lockin
         if plan.settle.time_constant is not None:
             lockin.set_time_constant(plan.settle.time_constant)
         residual = plan.settle.residual or station.config.settle_residual
-        return settle_time(lockin.time_constant(), lockin.filter_slope(), residual)
+        return max(own, settle_time(lockin.time_constant(), lockin.filter_slope(), residual))
 
 
 def first_unmeasured(plan: Plan, measured: np.ndarray) -> int:
