@@ -12,6 +12,7 @@ clock, so they are the same whatever the driver. Units: V, A, T, T/s, K, dBm, s.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from qbs_lab.drivers.errors import LeakageError, LimitError, QuenchError, SafetyError
@@ -170,13 +171,7 @@ class MagnetRole:
         self._raise_if_quenched()
         # the rate this role set and read back, and the field its last ramp held at, are not asked
         # again: a step costs its ramp and the supply's own conversation, not three more reads
-        if self._rate != rate and abs(self.adapter.ramp_rate() - rate) > 1e-6 * rate:
-            self._rate = None
-            self.adapter.set_ramp_rate(rate)
-            taken = self.adapter.ramp_rate()
-            if abs(taken - rate) > 1e-6 * rate:  # the supply refused it: do not ramp at the old rate
-                raise SafetyError(f"the supply did not take the ramp rate {rate:g} T/s (it has {taken:g})")
-        self._rate = rate
+        self._set_rate(rate)
         start = self._held if self._held is not None else self.adapter.field()
         self._held = None  # until this ramp holds
         self.adapter.start_ramp(target)
@@ -207,6 +202,52 @@ class MagnetRole:
                     f"magnet did not reach {target} T in time: ramp paused at {self.field():g} T"
                 )
 
+    def sweep_to(
+        self,
+        target: float,
+        rate: float,
+        interval: float,
+        sample: Callable[[], None],
+        tail: float = 0.0,
+    ) -> None:
+        """Ramp to ``target`` [T] at ``rate`` [T/s], calling ``sample`` every ``interval`` [s] on the
+        clock while the field moves, and for ``tail`` seconds once it holds (a lagging filter's last
+        readings). The same limits and rate handling as :meth:`ramp_to` (nothing sent outside them);
+        the supply's state is read every ``poll`` seconds (a quench stops the sweep).
+        """
+        self.limits.check(target, rate)
+        self._raise_if_quenched()
+        self._set_rate(rate)
+        start = self._held if self._held is not None else self.adapter.field()
+        self._held = None
+        travel = abs(target - start) / rate
+        self.floor += travel
+        t0 = self.clock.now()
+        deadline = t0 + 1.5 * travel + 300.0
+        self.adapter.start_ramp(target)
+        next_state = t0
+        held_at: float | None = None
+        k = 0
+        while held_at is None or self.clock.now() < held_at + tail:
+            k += 1
+            self.clock.sleep(max(0.0, t0 + k * interval - self.clock.now()))
+            sample()
+            now = self.clock.now()
+            if held_at is not None or now < next_state:
+                continue
+            next_state = now + self.limits.poll
+            status = self._raise_if_quenched()
+            if status in (MagnetStatus.HOLDING, MagnetStatus.AT_ZERO):
+                self._held = target if status is MagnetStatus.HOLDING else 0.0
+                held_at = now
+            elif status not in (MagnetStatus.RAMPING, MagnetStatus.SWITCH):
+                raise SafetyError(f"magnet stopped sweeping to {target} T: supply is {status.value}")
+            elif now > deadline:
+                self.adapter.pause()
+                raise SafetyError(
+                    f"magnet did not reach {target} T in time: sweep paused at {self.field():g} T"
+                )
+
     def make_persistent(self) -> None:
         """Leave the magnet persistent at its present field: switch heater off, supply to zero current.
 
@@ -229,6 +270,16 @@ class MagnetRole:
                     f"the supply did not reach zero current for persistent mode ({status.value})"
                 )
             self.clock.sleep(self.limits.poll)
+
+    def _set_rate(self, rate: float) -> None:
+        """Set ``rate`` (already checked) on the supply unless this role set it last; read it back."""
+        if self._rate != rate and abs(self.adapter.ramp_rate() - rate) > 1e-6 * rate:
+            self._rate = None
+            self.adapter.set_ramp_rate(rate)
+            taken = self.adapter.ramp_rate()
+            if abs(taken - rate) > 1e-6 * rate:  # the supply refused it: do not ramp at the old rate
+                raise SafetyError(f"the supply did not take the ramp rate {rate:g} T/s (it has {taken:g})")
+        self._rate = rate
 
     def _raise_if_quenched(self) -> MagnetStatus:
         status = self.adapter.status()
