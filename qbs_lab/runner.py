@@ -38,6 +38,7 @@ from qbs_lab.actuators import (
     station_measurements,
 )
 from qbs_lab.clock import Clock, RealClock
+from qbs_lab.continuous import LineSweeper, save_raw
 from qbs_lab.drivers.errors import SafetyError
 from qbs_lab.filters import settle_time
 from qbs_lab.interrupt import RunInterrupted, StopRequest
@@ -223,6 +224,9 @@ class Runner:
             supervisor = self.supervisor
             fixed = [(self.movers[name], value) for name, value in plan.fixed.items()]
             need_fixed = start < n  # the fixed setpoints go first, and again after a pause
+            sweeper = None
+            if plan.field_policy.sweep == "continuous" and self.station is not None:
+                sweeper = LineSweeper(self.station, plan.field_policy)
             k = start
             while k < n:
                 idx = tuple(order[k].tolist())
@@ -253,7 +257,10 @@ class Runner:
                         t1 = now()
                         phases["settle"] += t1 - t0
                     try:  # the reading, with its retries, and the suspenders' look at the lab after it
-                        record = (*read(), t1 - t_origin)
+                        if sweeper is None:
+                            batch = [(idx, (*read(), t1 - t_origin))]
+                        else:  # a continuous sweep measures the rest of the line in one ramp
+                            batch = self._sweep_line(sweeper, order, k, t_origin)
                         trip = supervisor.check() if supervisor is not None else None
                     finally:
                         phases["measure"] += now() - t1
@@ -270,14 +277,16 @@ class Runner:
                     prev = (-1,) * ndim  # after a pause every setpoint is set again, fixed ones first
                     need_fixed = True
                     continue
-                if store is not None:
-                    store.record(idx, record)
-                for s in subscribers:
-                    s(k, idx, record)
-                times.append(t1 - t_origin)
-                result.done = k + 1
+                for idx, record in batch:
+                    if store is not None:
+                        store.record(idx, record)
+                    for s in subscribers:
+                        s(k, idx, record)
+                    times.append(record[-1])
+                    result.done = k + 1
+                    k += 1
+                prev = idx
                 stop.check()
-                k += 1
             result.status = "completed"
         except RunInterrupted as err:
             result.status, result.message = "interrupted", str(err)
@@ -313,6 +322,21 @@ class Runner:
                     except Exception as err:  # the points not yet on disk are lost; resume measures them
                         result.status, result.message = "aborted", storage_reason(err, self.store.path)
         return result
+
+    def _sweep_line(
+        self, sweeper: LineSweeper, order: np.ndarray, k: int, t_origin: float
+    ) -> list[tuple[tuple[int, ...], tuple[float, ...]]]:
+        """Sweep B from point ``k`` (the magnet is at its field) to the end of its line; the points'
+        indices and records. The raw samples go to the store's ``sweeps/`` folder."""
+        outer = order[k, :-1]
+        end = k + 1
+        while end < len(order) and (order[end, :-1] == outer).all():
+            end += 1
+        grid = np.asarray(self.plan.axes[-1].values, dtype=float)[order[k:end, -1]]
+        records, raw = sweeper.sweep(grid, t_origin)
+        if self.store is not None:
+            save_raw(self.store.path, k, tuple(order[k].tolist()), raw)
+        return [(tuple(order[j].tolist()), rec) for j, rec in zip(range(k, end), records, strict=True)]
 
     def _roles_floor(self) -> float:
         """Seconds the gate's and magnet's ramps needed at their rates, so far."""
