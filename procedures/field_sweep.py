@@ -17,7 +17,7 @@ class Parameters:
     T: float | None = param(None, "K", "temperature setpoint (none: leave the fridge as it is)")
     rate: float | None = param(None, "T/s", "field ramp rate (none: the station's limit)")
     sweep: str = param("stepped", "", "stepped (settle and read at each field) or continuous")
-    sweep_rate: float = param(1e-4, "T/s", "continuous: the field's rate while the lock-in is read")
+    sweep_rate: float = param(2e-4, "T/s", "continuous: the field's rate while the lock-in is read")
     interval: float = param(0.2, "s", "continuous: time between lock-in readings")
     lag_correction: bool = param(True, "", "continuous: correct the lock-in filter's delay (n tau)")
 

@@ -82,35 +82,33 @@ class Samples:
 
 
 def bin_onto(grid: np.ndarray, B: np.ndarray, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each column at each grid field, from the samples whose field ``B`` falls in its bin (edges
-    halfway between grid points; the end bins reach half a step outward): a straight line through the
-    bin's samples evaluated at the grid field, so a bin the samples cover unevenly (a pause for a
-    lock-in range change) is not biased toward its covered side. A bin with fewer than 3 samples gets
-    the column interpolated between the nearest samples at its grid field."""
+    """Each column at each grid field: a straight line through the samples whose field ``B`` falls in
+    the grid point's bin (edges halfway between grid points; the end bins reach half a step outward),
+    evaluated at the grid field, so a bin the samples cover unevenly is not biased toward its covered
+    side. Where the bin's samples do not lie on both sides of the grid field (a pause in the readings
+    for a lock-in range change), the line goes through the samples within a whole step instead; with
+    fewer than 3 samples even there, the column is interpolated between the nearest samples."""
     grid = np.asarray(grid, dtype=float)
     B = np.asarray(B, dtype=float)
-    order = np.argsort(grid)
-    g = grid[order]
-    half = np.diff(g) / 2
-    end = half[0] if len(half) else 1e-12
-    edges = np.concatenate([[g[0] - end], g[:-1] + half, [g[-1] + (half[-1] if len(half) else end)]])
-    which = np.searchsorted(edges, B, side="right") - 1
+    g = np.sort(grid)
+    steps = np.diff(g)
+    step_lo = np.concatenate([[steps[0] if len(steps) else 1e-12], steps])
+    step_hi = np.concatenate([steps, [steps[-1] if len(steps) else 1e-12]])
     by_B = np.argsort(B)
-    out = {name: np.empty(len(g)) for name in columns}
-    for j, gj in enumerate(g):
-        members = np.flatnonzero(which == j)
-        dB = B[members] - gj
-        spread = np.ptp(dB) if len(members) else 0.0
-        for name, values in columns.items():
-            v = np.asarray(values, dtype=float)
-            if len(members) >= 3 and spread > 0:
-                _, intercept = np.polyfit(dB, v[members], 1)
-                out[name][j] = intercept
-            elif len(members):
+    values = {name: np.asarray(v, dtype=float) for name, v in columns.items()}
+    out = {name: np.full(len(grid), np.nan) for name in columns}
+    for j, gj in enumerate(grid):
+        i = int(np.searchsorted(g, gj))
+        dB = B - gj
+        members = np.flatnonzero((dB >= -step_lo[i] / 2) & (dB < step_hi[i] / 2))
+        if not (len(members) >= 3 and dB[members].min() < 0 < dB[members].max()):
+            members = np.flatnonzero((dB >= -step_lo[i]) & (dB <= step_hi[i]))
+        for name, v in values.items():
+            if len(members) >= 3 and np.ptp(dB[members]) > 0:
+                out[name][j] = np.polyfit(dB[members], v[members], 1)[1]
+            elif len(B):
                 out[name][j] = np.interp(gj, B[by_B], v[by_B])
-            else:
-                out[name][j] = np.interp(gj, B[by_B], v[by_B]) if len(B) else np.nan
-    return {name: values[np.argsort(order)] for name, values in out.items()}
+    return out
 
 
 def bin_mean(grid: np.ndarray, B: np.ndarray) -> np.ndarray:
