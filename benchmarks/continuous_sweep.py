@@ -22,16 +22,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from qbs_lab.continuous import Samples, load_line  # noqa: E402
-from qbs_lab.interrupt import GuardedClock, StopRequest  # noqa: E402
-from qbs_lab.plan import Axis, FieldPolicy, Plan, linspace  # noqa: E402
-from qbs_lab.runner import Runner  # noqa: E402
-from qbs_lab.sim import SimLab  # noqa: E402
-from qbs_lab.station import load_station  # noqa: E402
-from qbs_lab.store.run_store import RunStore  # noqa: E402
+from qbs_lab.continuous import Samples, load_line
+from qbs_lab.interrupt import GuardedClock, StopRequest
+from qbs_lab.plan import Axis, FieldPolicy, Plan, linspace
+from qbs_lab.runner import Runner
+from qbs_lab.sim import SimLab
+from qbs_lab.station import load_station
+from qbs_lab.store.run_store import RunStore
 
 STATION = Path("station.yaml")
 NOISE = 5e-8  # V/sqrt(Hz): about 1 % of R per reading at mid-sweep
