@@ -87,6 +87,8 @@ def _check_one(name: str, v: float, plan: Plan, config: StationConfig) -> None:
         config.gate.check(v)
     elif name == "B":
         config.magnet.check(v, plan.field_policy.rate or config.magnet.max_rate)
+        if plan.field_policy.sweep == "continuous":  # the sweep's own rate, checked before any line
+            config.magnet.check(v, plan.field_policy.sweep_rate)
     elif name == "T":
         lim = config.thermometry
         if not 0 < v <= lim.max_temperature:
