@@ -134,6 +134,12 @@ class LineSweeper:
 
     def __init__(self, station: Station, policy: FieldPolicy) -> None:
         self.station, self.policy = station, policy
+        #: seconds the sweeps' physics took: travel / rate, and the filter's lag after each ramp
+        self.floor = 0.0
+        #: of which the magnet role's own ramp floor (travel / rate)
+        self.ramp_floor = 0.0
+        #: the meter's settle waits (range changes) made while the magnet swept: within the ramp's time
+        self.overlap = 0.0
 
     def sweep(self, grid: np.ndarray, t_origin: float) -> tuple[list[tuple[float, ...]], Samples]:
         """The records (in :data:`STATION_VARIABLES` order, then ``t``) of every grid point of the
@@ -169,9 +175,12 @@ class LineSweeper:
 
         start = env()
         sample()  # the settled reading at the first field: anchors the first n·τ of the ramp's readings
-        magnet.sweep_to(
-            float(grid[-1]), pol.sweep_rate, pol.interval, sample, tail=full_delay + 2 * pol.interval
-        )
+        tail = full_delay + 2 * pol.interval
+        ramp0, settled0 = magnet.floor, meter.settled
+        magnet.sweep_to(float(grid[-1]), pol.sweep_rate, pol.interval, sample, tail=tail)
+        self.overlap += meter.settled - settled0
+        self.ramp_floor += magnet.floor - ramp0
+        self.floor += magnet.floor - ramp0 + tail
         end = env()
         binned = raw.binned(np.asarray(grid, dtype=float))
         t_bins = binned["t"]

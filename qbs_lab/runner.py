@@ -211,6 +211,7 @@ class Runner:
         roles_floor = self._roles_floor
         ramp_floor0, meter0 = roles_floor(), self._meter_settled()
         t_origin = clock.now() - t_offset
+        sweeper: LineSweeper | None = None
         try:
             t0 = clock.now()
             settle = self._prepare() if start < n else 0.0  # all measured: only park
@@ -224,7 +225,6 @@ class Runner:
             supervisor = self.supervisor
             fixed = [(self.movers[name], value) for name, value in plan.fixed.items()]
             need_fixed = start < n  # the fixed setpoints go first, and again after a pause
-            sweeper = None
             if plan.field_policy.sweep == "continuous" and self.station is not None:
                 sweeper = LineSweeper(self.station, plan.field_policy)
             k = start
@@ -305,6 +305,9 @@ class Runner:
             floor["measure"] = self._meter_settled() - meter0  # autoranging's settle waits
             park_floor0 = roles_floor()
             floor["ramp"] = park_floor0 - ramp_floor0
+            if sweeper is not None:  # a sweep's ramp is measuring time: its floor counts there
+                floor["ramp"] -= sweeper.ramp_floor
+                floor["measure"] += sweeper.floor - sweeper.overlap
             try:
                 if self.station is not None and (plan.park or result.status != "completed"):
                     stop.parking = True
