@@ -100,6 +100,9 @@ class RunOutcome:
     lab_truth: dict[str, Any] = field(default_factory=dict)
     online: list[dict[str, Any]] = field(default_factory=list)  # the crossing updates, last is newest
     checks: dict[str, Any] | None = None  # the procedure's own verdict (Procedure.analyze)
+    # the simulated lab's faults: "scheduled" (resolved), "events" (fired/ended) and its clock at the end
+    faults: dict[str, Any] = field(default_factory=dict)
+    resumed_from: int = 0  # the first point this segment measured (0: a fresh run)
 
 
 # -- estimate ------------------------------------------------------------------------------------------
@@ -291,13 +294,14 @@ def start_run(
             summary = _finish(store, catalog, run_id, result, plan, station, lab)
             checks = _checks(proc, store, result, ctx.log)
             truth = _truth(lab, plan) if lab is not None else {}
+            faults = _fault_record(lab)
     except BaseException as err:
         # e.g. a station that cannot be reached: the catalog must not go on saying "running"
         if catalog.get(run_id).status == "running":
             message = f"{type(err).__name__}: {err}"[:500]
             catalog.update(run_id, status="aborted", ended=now_iso(), message=message)
         raise
-    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks)
+    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, faults)
 
 
 def resume_run(
@@ -307,8 +311,15 @@ def resume_run(
     out: TextIO | None = None,
     progress: bool = True,
     subscribers: Sequence[Subscriber] = (),
+    sim: bool | None = None,
+    scenario: str | None = None,
+    seed: int | None = None,
+    station: Path | None = None,
+    procedure: Procedure | None = None,
 ) -> RunOutcome:
-    """Continue run ``run_id`` from its first unmeasured point, on the station and lab it started on."""
+    """Continue run ``run_id`` from its first unmeasured point, on the station and lab it started on
+    (the catalog's choice) unless ``sim``, ``scenario``, ``seed`` or ``station`` say otherwise;
+    ``procedure``: the one to use instead of loading the recorded one (a Plan object's run)."""
     catalog = Catalog(opts.data_dir)
     record = catalog.get(run_id)
     state = record.state
@@ -318,7 +329,7 @@ def resume_run(
         raise PlanError([f"run {run_id} is still running (process {record.pid})"])
     if record.path is None or not Path(record.path).exists():
         raise PlanError([f"run {run_id}: its store {record.path} is missing"])
-    proc = load_procedure(record.source or record.procedure)
+    proc = procedure or load_procedure(record.source or record.procedure)
     params = parameters_from_dict(proc, record.parameters)
     plan = proc.plan(params)
     store = RunStore.open(record.path)
@@ -331,12 +342,13 @@ def resume_run(
     start = first_unmeasured(plan, store.measured())
     t_stored = stored["t"].values
     t_offset = float(np.nanmax(t_stored)) if np.isfinite(t_stored).any() else 0.0
+    use_sim = record.sim if sim is None else sim
     opts = dataclasses.replace(
         opts,
-        station=Path(record.station),
-        sim=record.sim,
-        scenario=record.scenario,
-        seed=record.seed if record.seed is not None else opts.seed,
+        station=station if station is not None else Path(record.station),
+        sim=use_sim,
+        scenario=scenario if scenario is not None else (record.scenario if use_sim else None),
+        seed=seed if seed is not None else (record.seed if record.seed is not None else opts.seed),
     )
     config = load_station(opts.station)
     problems = check_plan(plan, config)
@@ -345,6 +357,10 @@ def resume_run(
     est = None
     if opts.sim:
         est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario, start=start)
+    where = f"resuming run {run_id} at point {start + 1}/{plan.size}"
+    if progress:
+        print(where, file=out or sys.stderr, flush=True)
+    RunLog(Path(record.path)).write(where)
     resumed = json.loads(store.attrs().get("resumed", "[]"))
     resumed.append({"at": now_iso(), "from_point": start, "pid": os.getpid()})
     store.update_attrs(status="running", resumed=json.dumps(resumed))
@@ -360,7 +376,20 @@ def resume_run(
         summary = _finish(store, catalog, run_id, result, plan, station, lab)
         checks = _checks(proc, store, result, log)
         truth = _truth(lab, plan) if lab is not None else {}
-    return RunOutcome(run_id, Path(record.path), result, est, summary, truth, ctx.online, checks)
+        faults = _fault_record(lab)
+    return RunOutcome(
+        run_id, Path(record.path), result, est, summary, truth, ctx.online, checks, faults, start
+    )
+
+
+def _fault_record(lab: SimLab | None) -> dict[str, Any]:
+    if lab is None:
+        return {}
+    return {
+        "scheduled": [f.to_dict() for f in lab.faults.faults],
+        "events": [e.to_dict() for e in lab.fault_log],
+        "lab_time": lab.clock.now(),
+    }
 
 
 @dataclass
