@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from qbs_lab.console import quiet
 from qbs_lab.plan import Plan
 from qbs_lab.procedure import (
     Procedure,
@@ -287,7 +288,10 @@ def run(
     opts = lab_options(station, sim, scenario, seed, data, faults)
     line, subscribers, bar = _progress(progress, proc.plan(params).size, proc.name)
     try:
-        outcome = start_run(proc, params, opts, progress=line, subscribers=subscribers, on_created=on_created)
+        with quiet():
+            outcome = start_run(
+                proc, params, opts, progress=line, subscribers=subscribers, on_created=on_created
+            )
     finally:
         if bar is not None:
             bar.close()
@@ -314,7 +318,8 @@ def estimate(
         raise PlanError(["--scenario chooses the simulated sample: add --sim"])
     proc = _procedure(procedure)
     plan = proc.plan(_parameters(proc, settings, parameters))
-    est = estimate_plan(plan, load_station(station), seed=seed, scenario=scenario, start=start)
+    with quiet():
+        est = estimate_plan(plan, load_station(station), seed=seed, scenario=scenario, start=start)
     return RunEstimate(plan, est)
 
 
@@ -358,17 +363,18 @@ def resume(
         opts = lab_options(station or record.station, True, None, 0, data, faults)
     line, subscribers, bar = _progress(progress, record.points, record.procedure)
     try:
-        outcome = resume_run(
-            run_id,
-            opts,
-            progress=line,
-            subscribers=subscribers,
-            sim=sim,
-            scenario=scenario,
-            seed=seed,
-            station=Path(station) if station is not None else None,
-            procedure=proc,
-        )
+        with quiet():
+            outcome = resume_run(
+                run_id,
+                opts,
+                progress=line,
+                subscribers=subscribers,
+                sim=sim,
+                scenario=scenario,
+                seed=seed,
+                station=Path(station) if station is not None else None,
+                procedure=proc,
+            )
     finally:
         if bar is not None:
             bar.close()
