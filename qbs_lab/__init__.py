@@ -11,7 +11,12 @@ Everything here is imported on first use, so ``import qbs_lab`` (and ``qbs-lab -
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
+
+# QCoDeS's SR830 driver warns about its own buffer parameters whenever one is made: nothing a user of
+# the driver can act on (a QCoDeS matter), so not shown to scripts that use it through or beside us
+warnings.filterwarnings("ignore", message=r"Parameter ch\d_databuffer .*does not correctly pass kwargs")
 
 __all__ = ["Run", "__version__", "estimate", "list_runs", "open_run", "resume", "run"]
 

@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from qbs_lab import __version__
+from qbs_lab import __version__, console
 from qbs_lab.actuators import check_plan
 from qbs_lab.analysis.online import OnlineCrossing, format_update
 from qbs_lab.clock import RealClock
@@ -453,6 +453,8 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         )
         subs.insert(0, bar)
     runner.subscribers = subs
+    for note in console.drain():  # the instruments' connection lines, library warnings
+        ctx.log.write(note)
     ctx.log.write(
         f"run {ctx.run_id} {plan.procedure}: from point {ctx.start} of {plan.size}"
         + (f", estimated fridge time {format_duration(ctx.est.total)}" if ctx.est else "")
@@ -478,6 +480,8 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         )
     for T, waited, outcome in result.stabilization:
         ctx.log.write(f"temperature {T * 1e3:.4g} mK: {outcome} after {waited:.0f} s")
+    for note in console.drain():
+        ctx.log.write(note)
     ctx.log.write(
         f"run {ctx.run_id} {result.status} at point {result.done} of {plan.size}"
         + (f": {result.message}" if result.message else "")
