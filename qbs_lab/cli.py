@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import sys
 import threading
 import warnings
@@ -309,9 +310,18 @@ def _report(outcome: RunOutcome, wall: float) -> int:
     result = outcome.result
     print(f"run {outcome.run_id} {result.status}: {outcome.path}")
     print(f"  {outcome.summary}")
-    fridge = f"fridge time {format_duration(result.duration)}"
+    whole = result.duration  # a resumed run counts the whole run, as its progress line did
+    if outcome.resumed_from:
+        from qbs_lab.store import RunStore
+
+        whole = sum(json.loads(RunStore.open(outcome.path).attrs().get("phases", "{}")).values())
+    fridge = f"fridge time {format_duration(whole)}"
     if outcome.estimate is not None:
-        fridge += f" (estimated {format_duration(outcome.estimate.total)})"
+        fridge += f" (estimated {format_duration(whole - result.duration + outcome.estimate.total)})"
+    if outcome.resumed_from:
+        fridge += (
+            f", {format_duration(result.duration)} of it since resuming at point {outcome.resumed_from + 1}"
+        )
     print(f"  {fridge}, wall time {wall:.1f} s")
     if outcome.online:
         print(f"  crossing after {format_update(outcome.online[-1])}")
@@ -332,6 +342,8 @@ def _report(outcome: RunOutcome, wall: float) -> int:
     if result.status == "completed":
         return 0
     print(f"qbs-lab: run {outcome.run_id} {result.status}: {result.message}", file=sys.stderr)
+    if outcome.left:
+        print(f"  instruments left: {outcome.left}", file=sys.stderr)
     print(f"  every measured point is kept; continue with: qbs-lab resume {outcome.run_id}", file=sys.stderr)
     return 130 if result.status == "interrupted" else 1
 

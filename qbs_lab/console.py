@@ -64,6 +64,7 @@ def quiet(verbose: bool = False) -> Iterator[None]:
         yield
         return
     _depth += 1
+    _notes.clear()  # a command's notes are its own
     stdout = sys.stdout
     filt = _Filter(stdout, verbose)
 

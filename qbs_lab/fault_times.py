@@ -27,6 +27,7 @@ class FaultTimeline:
     elapsed: float = 0.0  # fridge time [s] of the runs so far (their labs' clocks)
     fired: dict[int, tuple[float, str]] = field(default_factory=dict)  # index -> (queue time, run id)
     _given: list[int] = field(default_factory=list)  # schedule index of each fault given to the lab
+    _resolved: dict[int, Fault] = field(default_factory=dict)  # with the instrument a lab chose
 
     def __post_init__(self) -> None:
         if self.count_from not in ("queue", "run"):
@@ -49,6 +50,11 @@ class FaultTimeline:
 
     def record(self, run_id: str, faults: dict[str, Any]) -> None:
         """Note a run's fault record (``RunOutcome.faults``: its lab's ``events`` and ``lab_time``)."""
+        for j, entry in enumerate(faults.get("scheduled", [])):
+            if j < len(self._given):
+                i = self._given[j]
+                at = self.schedule.faults[i].at_time
+                self._resolved.setdefault(i, replace(Fault.from_dict(entry), at_time=at))
         for event in faults.get("events", []):
             j = int(event["index"])
             if event["event"] == "fired" and j < len(self._given):
@@ -62,14 +68,13 @@ class FaultTimeline:
         n = len(self.schedule)
         origin = "the queue's start" if self.count_from == "queue" else "its run's start"
         lines = [f"faults: {len(self.fired)} of {n} fired (times from {origin})"]
-        for i, fault in enumerate(self.schedule):
+        faults = [self._resolved.get(i, f) for i, f in enumerate(self.schedule)]
+        for i, fault in enumerate(faults):
             if i in self.fired:
                 t, run_id = self.fired[i]
-                lines.append(f"  fired: {fault.describe()}, at t = {t:.0f} s in run {run_id}")
+                lines.append(f"  fired in run {run_id} at t = {t:.0f} s: {fault.describe()}")
         warnings = [
-            f"fault never fired: {fault.describe()}"
-            for i, fault in enumerate(self.schedule)
-            if i not in self.fired
+            f"fault never fired: {fault.describe()}" for i, fault in enumerate(faults) if i not in self.fired
         ]
         if warnings and self.count_from == "queue":
             warnings.append(f"the runs took {self.elapsed:.0f} s of fridge time")

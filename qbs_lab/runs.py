@@ -30,12 +30,12 @@ from typing import Any, TextIO
 import numpy as np
 
 from qbs_lab import __version__, console
-from qbs_lab.actuators import check_plan
+from qbs_lab.actuators import check_plan, describe_parked
 from qbs_lab.analysis.online import OnlineCrossing, format_update
 from qbs_lab.clock import RealClock
 from qbs_lab.interrupt import GuardedClock, StopRequest, catch_sigint
 from qbs_lab.notify import Notifier
-from qbs_lab.plan import AXIS_KINDS, Plan
+from qbs_lab.plan import AXIS_KINDS, RF_OFF, Plan
 from qbs_lab.procedure import Procedure, load_procedure, parameters_from_dict
 from qbs_lab.progress import Progress, format_duration
 from qbs_lab.runner import PHASES, Runner, RunResult, Subscriber, first_unmeasured
@@ -100,6 +100,7 @@ class RunOutcome:
     lab_truth: dict[str, Any] = field(default_factory=dict)
     online: list[dict[str, Any]] = field(default_factory=list)  # the crossing updates, last is newest
     checks: dict[str, Any] | None = None  # the procedure's own verdict (Procedure.analyze)
+    left: str = ""  # where the instruments were left, in words ("gate 0 V, magnet 0 T (driven), ...")
     # the simulated lab's faults: "scheduled" (resolved), "events" (fired/ended) and its clock at the end
     faults: dict[str, Any] = field(default_factory=dict)
     resumed_from: int = 0  # the first point this segment measured (0: a fresh run)
@@ -301,7 +302,9 @@ def start_run(
             message = f"{type(err).__name__}: {err}"[:500]
             catalog.update(run_id, status="aborted", ended=now_iso(), message=message)
         raise
-    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, faults)
+    outcome = RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, ctx.left)
+    outcome.faults = faults
+    return outcome
 
 
 def resume_run(
@@ -377,9 +380,9 @@ def resume_run(
         checks = _checks(proc, store, result, log)
         truth = _truth(lab, plan) if lab is not None else {}
         faults = _fault_record(lab)
-    return RunOutcome(
-        run_id, Path(record.path), result, est, summary, truth, ctx.online, checks, faults, start
-    )
+    outcome = RunOutcome(run_id, Path(record.path), result, est, summary, truth, ctx.online, checks, ctx.left)
+    outcome.faults, outcome.resumed_from = faults, start
+    return outcome
 
 
 def _fault_record(lab: SimLab | None) -> dict[str, Any]:
@@ -408,6 +411,7 @@ class _Context:
     out: TextIO | None = None
     subscribers: Sequence[Subscriber] = ()
     online: list[dict[str, Any]] = field(default_factory=list)
+    left: str = ""  # where the instruments were left (parked), in words
 
 
 class RunLog:
@@ -433,8 +437,8 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
             ctx.store.update_attrs(online=_dumps(ctx.online))
             line = f"crossing after {format_update(record)}"
             ctx.log.write(line)
-            if ctx.progress:
-                print(f"\r{line}", file=out, flush=True)
+            if bar is not None:
+                bar.message(line)  # above the progress line, which is redrawn below it
 
         online = OnlineCrossing(plan, runner.variables, on_update)
         if ctx.start:
@@ -466,6 +470,10 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         result = runner.run(start=ctx.start, t_offset=ctx.t_offset)
     if bar is not None:
         bar.finish()
+    if runner.station is not None and (plan.park or result.status != "completed"):
+        fault = result.status != "completed"
+        ctx.left = describe_parked(runner.station, fault, result.park_failures)
+        ctx.log.write(f"instruments left: {ctx.left}")
     station = runner.station
     for r in getattr(station, "io_retries", []):
         ctx.log.write(
@@ -549,12 +557,22 @@ def _summary(store: RunStore, plan: Plan) -> str:
         if np.isfinite(R).any():
             parts.append(f"R {np.nanmin(R):.4g} to {np.nanmax(R):.4g} Ohm")
     for a in plan.axes:
-        lo, hi = min(a.values), max(a.values)
-        parts.append(f"{a.name} {lo:g} to {hi:g} {a.units}" if lo != hi else f"{a.name} {lo:g} {a.units}")
+        parts.append(f"{a.name} {_span(a.name, a.values, a.units)}")
     for k, v in plan.fixed.items():
-        parts.append(f"{k} = {v:g} {AXIS_KINDS[k][0]}")
+        parts.append(f"{k} = {_span(k, (v,), AXIS_KINDS[k][0])}")
     done = int(store.measured().sum())
     return f"{done}/{plan.size} points; " + ", ".join(parts)
+
+
+def _span(name: str, values: Sequence[float], units: str) -> str:
+    """``0.06 to 0.24 K``; RF power's off value as "off" (``off, -40 to -30 dBm``); no stray units."""
+    off = name == "P_rf" and RF_OFF in values
+    on = [v for v in values if not (name == "P_rf" and v == RF_OFF)]
+    text = ""
+    if on:
+        lo, hi = min(on), max(on)
+        text = (f"{lo:g} to {hi:g}" if lo != hi else f"{lo:g}") + (f" {units}" if units else "")
+    return ", ".join(t for t in ("off" if off else "", text) if t)
 
 
 def _truth(lab: SimLab, plan: Plan) -> dict[str, Any]:

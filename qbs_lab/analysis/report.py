@@ -174,7 +174,7 @@ def format_report(result: dict[str, Any], x: str, plots: list[Path]) -> str:
         lines.append(f"R_c = {result['R_c']:.5g} ± {result['R_c_err']:.2g} Ohm = {ratio:.3f} h/4e^2")
     if result.get("znu") is not None:
         err = result.get("znu_err")
-        lines.append(f"z*nu = {result['znu']:.3g}" + (f" ± {err:.2g}" if err is not None else ""))
+        lines.append(f"z·ν = {result['znu']:.3g}" + (f" ± {err:.2g}" if err is not None else ""))
         lines.append(
             f"collapse quality S = {result['quality']:.3g} (about 1 for a collapse within the noise)"
         )
