@@ -1,15 +1,17 @@
 """A quiet console: instrument connection lines and third-party warnings go to the run log, not the screen.
 
-QCoDeS prints "Connected to: ..." for every instrument it opens, and libraries warn about things a user
-cannot act on. Inside :func:`quiet` such lines are kept as notes (and shown on the console too with
-``verbose``, ``qbs-lab -v``); :func:`drain` hands them to whoever writes a run log (the run writes them
-at its start and end). Our own lines pass untouched.
+QCoDeS prints "Connected to: ..." for every instrument it opens and logs a full traceback when one
+cannot be reached (our one-line error follows), and libraries warn about things a user cannot act on.
+Inside :func:`quiet` such lines are kept as notes (and shown on the console too with ``verbose``,
+``qbs-lab -v``); :func:`drain` hands them to whoever writes a run log (the run writes them at its start
+and end). Our own lines pass untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 import sys
 import warnings
@@ -22,8 +24,24 @@ __all__ = ["drain", "quiet"]
 _HEAD = "Connected to: "
 NOISE = re.compile(rf"^{_HEAD}")
 
+#: the libraries whose log records (QCoDeS's connection tracebacks among them) are notes, not screen text
+LOGGERS = ("qcodes", "pyvisa", "pymeasure")
+
 _notes: list[str] = []
 _depth = 0
+
+
+class _NoteHandler(logging.Handler):
+    def __init__(self, verbose: bool) -> None:
+        super().__init__(logging.WARNING)
+        self.verbose = verbose
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        _notes.append(text)
+        if self.verbose:
+            print(text, file=sys.stderr)
 
 
 class _Filter(io.TextIOBase):
@@ -67,6 +85,9 @@ def quiet(verbose: bool = False) -> Iterator[None]:
     _notes.clear()  # a command's notes are its own
     stdout = sys.stdout
     filt = _Filter(stdout, verbose)
+    handler = _NoteHandler(verbose)
+    for name in LOGGERS:  # with a handler of their own, Python's last-resort one never prints them
+        logging.getLogger(name).addHandler(handler)
 
     def showwarning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
         text = f"{category.__name__}: {message} ({filename}:{lineno})"
@@ -85,6 +106,8 @@ def quiet(verbose: bool = False) -> Iterator[None]:
             stdout.write(filt._partial)
         stdout.flush()
         sys.stdout = stdout
+        for name in LOGGERS:
+            logging.getLogger(name).removeHandler(handler)
         _depth -= 1
 
 

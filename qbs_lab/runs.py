@@ -301,6 +301,12 @@ def start_run(
         if catalog.get(run_id).status == "running":
             message = f"{type(err).__name__}: {err}"[:500]
             catalog.update(run_id, status="aborted", ended=now_iso(), message=message)
+        with contextlib.suppress(OSError):  # the libraries' own account (a connection traceback)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            log = RunLog(path)
+            for note in console.drain():
+                log.write(note)
+            log.write(f"run {run_id} aborted: {type(err).__name__}: {err}")
         raise
     outcome = RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, ctx.left)
     outcome.faults = faults

@@ -411,3 +411,20 @@ def test_the_readme_python_snippets_run_without_warnings(n: int, tmp_path: Path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Warning" not in proc.stderr and "warning" not in proc.stderr, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
+
+
+def test_an_unreachable_instrument_is_one_line_and_its_traceback_goes_to_the_run_log(tmp_path: Path) -> None:
+    """Without --sim the reference station's GPIB instruments cannot be reached here: QCoDeS logs a
+    traceback, which goes to the run log; the console has our one line."""
+    data = tmp_path / "data"
+    argv = ["run", "field_sweep", "--set", "num=3", "--station", str(STATION), "--data", str(data)]
+    proc = subprocess.run([*CLI, *argv, "--no-progress"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qbs-lab: error: ") and "cannot reach" in lines[0]
+    assert proc.stdout == ""
+    (record,) = Catalog(data).runs()
+    assert record.state == "aborted"
+    log = Path(record.path or "").with_suffix(".log").read_text()
+    assert "Traceback" in log and "Could not connect" in log
+    assert f"run {record.run_id} aborted: " in log
