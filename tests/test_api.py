@@ -184,3 +184,41 @@ def test_scenario_or_faults_without_sim_raise_before_anything_runs(tmp_path: Pat
         with pytest.raises(PlanError, match=f"{flag}.*add --sim"):
             qbs_lab.run("field_sweep", station=STATION, data=tmp_path, **kwargs)
     assert Catalog(tmp_path).runs() == []
+
+
+def test_in_a_notebook_progress_is_a_tqdm_bar_not_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a Jupyter kernel's shell (faked here), the run draws tqdm's notebook bar, counting every
+    point, and writes no progress line."""
+    from qbs_lab import api
+
+    bars = []
+    real = api._progress
+
+    def progress(*args):  # type: ignore[no-untyped-def]
+        out = real(*args)
+        bars.append(out[2])
+        return out
+
+    monkeypatch.setattr(api, "_in_notebook", lambda: True)
+    monkeypatch.setattr(api, "_progress", progress)
+    run = qbs_lab.run("gate_sweep", sim=True, station=STATION, data=tmp_path, num=6)
+    assert run.status == "completed"
+    (bar,) = bars
+    assert type(bar).__module__ == "tqdm.notebook"
+    assert (bar.n, bar.total) == (6, 6)
+    assert "points" not in capsys.readouterr().err  # no progress line
+    assert api._in_notebook() is True
+    monkeypatch.undo()
+    assert api._in_notebook() is False  # a script, a terminal, pytest: the line
+
+
+def test_export_writes_netcdf_without_being_told_the_format(py_run: qbs_lab.Run, data: Path) -> None:
+    ran = cli("export", py_run.id, "--data", str(data))
+    assert ran.code == 0, ran.err
+    assert py_run.path is not None
+    nc = py_run.path.with_suffix(".nc")
+    assert ran.out.strip() == f"run {py_run.id}: {nc}"
+    with xr.open_dataset(nc) as exported:
+        assert np.array_equal(exported["R"].values, py_run.dataset["R"].values)
