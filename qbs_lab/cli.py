@@ -4,23 +4,25 @@
         A short dry run on the simulated lab through the QCoDeS drivers, printing live readings.
     qbs-lab sim serve [--station PATH] [--scenario NAME] [--seed N] [--port-base N]
         Serve the station's emulated instruments on 127.0.0.1 (real time) until Ctrl-C.
-    qbs-lab station check [PATH] [--sim [--scenario NAME] [--seed N]]
+    qbs-lab station check [--station PATH] [--sim [--scenario NAME] [--seed N]]
         Validate the station file, connect, and print every role's live reading and limits.
     qbs-lab run PROCEDURE [--set KEY=VALUE ...] [--station PATH] [--sim [--scenario NAME] [--seed N]]
         Run a procedure (a built-in name or a .py file) into a new dataset, with progress and time left.
-    qbs-lab estimate PROCEDURE [--set KEY=VALUE ...] [--station PATH]
+    qbs-lab estimate PROCEDURE [--set KEY=VALUE ...] [--station PATH] [--sim [--scenario NAME] [--seed N]]
         Check every setpoint against the station's limits and time the plan on the simulated twin.
     qbs-lab procedures [NAME]
         The built-in procedures, or one procedure's parameters with their defaults and units.
-    qbs-lab runs | resume RUN_ID | export RUN_ID --netcdf   [--data DIR]
+    qbs-lab runs | resume RUN_ID [--sim ...] | export RUN_ID   [--data DIR]
         The catalog of runs; continue an interrupted or killed run; write a run as netCDF.
     qbs-lab queue add|load|list|remove|move|clear|estimate|run
         Tonight's plan: a persistent queue of procedures; run resumes an interrupted item.
     qbs-lab analyze crossing PATH [--x B|V_g] [--over T] [--json]
         Crossing point and scaling collapse of R isotherms in a zarr or netCDF dataset, with plots.
 
-A mistake a user can make (missing or broken station file, unknown scenario) ends in one line naming
-the file and key and a non-zero exit, never a traceback.
+A mistake a user can make (missing or broken station file, unknown scenario, --scenario without --sim)
+ends in one line naming the file and key and exit 2, never a traceback; a mistake in the command line
+itself prints the subcommand's usage. -v on any command shows the instruments' and libraries' messages,
+which otherwise go to the run log only.
 """
 
 from __future__ import annotations
