@@ -600,8 +600,7 @@ def _station_check(args: argparse.Namespace) -> int:
     from qbs_lab.station import load_station
     from qbs_lab.station_check import print_station_check
 
-    if args.path is not None:  # the old positional form: still works, says what to type now
-        print("qbs-lab: note: `station check PATH` is now `station check --station PATH`", file=sys.stderr)
+    if args.path is not None:  # the old positional form, kept working (no longer in the help)
         args.station = args.path
     _lab_options(args, args.sim)  # --scenario without --sim: one line
     config = load_station(args.station)
