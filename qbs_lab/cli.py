@@ -18,6 +18,8 @@
         Tonight's plan: a persistent queue of procedures; run resumes an interrupted item.
     qbs-lab analyze crossing PATH [--x B|V_g] [--over T] [--json]
         Crossing point and scaling collapse of R isotherms in a zarr or netCDF dataset, with plots.
+    qbs-lab view [--data DIR] [--port N] [--host H]
+        A read-only web page following the runs and the queue as the data comes in (127.0.0.1:8642).
 
 A mistake a user can make (missing or broken station file, unknown scenario, --scenario without --sim)
 ends in one line naming the file and key and exit 2, never a traceback; a mistake in the command line
@@ -186,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_faults(run)
     run.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="no progress line")
+    run.add_argument(
+        "--view", nargs="?", const=8642, type=_port, metavar="PORT", help="serve the live view beside the run"
+    )
     estimate = _leaf(sub, "estimate", help="check limits and time a procedure, touching no instrument")
     _add_procedure_options(estimate)
     _add_station(estimate)
@@ -231,6 +236,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_sim_options(q_run)
     _add_faults(q_run, queue=True)
     q_run.add_argument("--no-progress", action="store_true", help="no progress line")
+    q_run.add_argument(
+        "--view", nargs="?", const=8642, type=_port, metavar="PORT", help="serve the live view beside it"
+    )
     for q in queue_sub.choices.values():
         q.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     analyze = sub.add_parser("analyze", help="analysis of stored datasets")
@@ -240,7 +248,27 @@ def _parser() -> argparse.ArgumentParser:
     crossing.add_argument("--x", default="B", help="the swept dimension: B or V_g (default: %(default)s)")
     crossing.add_argument("--over", default="T", help="the isotherms' dimension (default: %(default)s)")
     crossing.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    view = _leaf(sub, "view", help="a read-only web page following the runs and the queue live")
+    view.add_argument("--data", default="data", help="data directory (default: %(default)s)")
+    view.add_argument("--port", type=_port, default=8642, help="TCP port (default: %(default)s)")
+    view.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s: loopback)")
+    view.add_argument("--station", default="station.yaml", help="station file for the queue's estimates")
     return parser
+
+
+def _view(args: argparse.Namespace) -> int:
+    from qbs_lab.view.__main__ import main as view_main
+
+    argv = ["--data", args.data, "--host", args.host, "--port", str(args.port), "--station", args.station]
+    return view_main(argv)
+
+
+def _beside_view(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    if getattr(args, "view", None) is None:
+        return contextlib.nullcontext()
+    from qbs_lab.view.launch import view_beside
+
+    return view_beside(args.data, args.station, args.view)
 
 
 def _analyze_crossing(args: argparse.Namespace) -> int:
@@ -266,17 +294,18 @@ def _run(args: argparse.Namespace) -> int:
     from qbs_lab import api
 
     wall = time.perf_counter()
-    run = api.run(
-        args.procedure,
-        settings=args.settings,
-        station=args.station,
-        sim=args.sim,
-        scenario=args.scenario,
-        seed=args.seed,
-        faults=args.faults,
-        data=args.data,
-        progress="line" if not args.no_progress else False,
-    )
+    with _beside_view(args):
+        run = api.run(
+            args.procedure,
+            settings=args.settings,
+            station=args.station,
+            sim=args.sim,
+            scenario=args.scenario,
+            seed=args.seed,
+            faults=args.faults,
+            data=args.data,
+            progress="line" if not args.no_progress else False,
+        )
     assert run.outcome is not None
     code = _report(run.outcome, time.perf_counter() - wall)
     _report_faults(run.outcome)
@@ -587,7 +616,8 @@ def _queue_run(args: argparse.Namespace, queue: Queue) -> int:
     from qbs_lab.station import load_station
 
     notifier = Notifier(load_station(opts.station).notify)
-    ended = run_queue(queue, start, resume, Catalog(args.data), notify=notifier.send)
+    with _beside_view(args):
+        ended = run_queue(queue, start, resume, Catalog(args.data), notify=notifier.send)
     print(f"queue {ended}")
     _queue_list(queue)
     if timeline is not None:
@@ -710,6 +740,7 @@ def _main(args: argparse.Namespace) -> int:
             "runs": _runs,
             "export": _export,
             "queue": _queue,
+            "view": _view,
         }
         return commands[args.command](args)
     except KeyboardInterrupt:
