@@ -121,6 +121,11 @@ class Run:
         return self.outcome.summary if self.outcome is not None else ""
 
     @property
+    def left(self) -> str:
+        """Where the instruments were left when this process's run or resume ended ("gate 0 V, ...")."""
+        return self.outcome.left if self.outcome is not None else ""
+
+    @property
     def fridge_time(self) -> float:
         """Fridge time of the whole run so far [s] (every segment, parking included)."""
         from qbs_lab.store.run_store import RunStore

@@ -122,7 +122,9 @@ def _add_sim_options(p: argparse.ArgumentParser, *, always: bool = False, resume
 
 
 def _add_lab_options(p: argparse.ArgumentParser) -> None:
+    """A command that only simulates: --sim is accepted (and changes nothing), --scenario needs none."""
     _add_station(p)
+    p.add_argument("--sim", action="store_true", help="(always on the simulated lab)")
     _add_sim_options(p, always=True)
 
 

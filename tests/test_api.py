@@ -140,6 +140,7 @@ def test_a_procedure_file_run_from_python_resumes_after_ctrl_c(
         run = qbs_lab.run(tmp_path / "my_sweep.py", sim=True, station=STATION, data=data, num=9)
     assert "fired" in fired
     assert run.status == "interrupted" and run.procedure == "my_sweep"
+    assert run.left == "gate 0 V, magnet 0 T (driven), heater off, RF off"
     m = int(np.isfinite(run.dataset["t"].values).sum())
     assert 0 < m < 9
     capsys.readouterr()
