@@ -430,3 +430,23 @@ def test_an_unreachable_instrument_is_one_line_and_its_traceback_goes_to_the_run
     log = Path(record.path or "").with_suffix(".log").read_text()
     assert "Traceback" in log and "Could not connect" in log
     assert f"run {record.run_id} aborted: " in log
+
+
+def test_where_the_instruments_were_left_follows_the_safe_state_policy_and_the_failures() -> None:
+    from types import SimpleNamespace
+
+    from qbs_lab.actuators import describe_parked
+    from qbs_lab.station import SafeState
+
+    def station(rf: bool = True, **policy: str) -> object:
+        config = SimpleNamespace(safe_state=SafeState(**policy), gate=SimpleNamespace(safe_value=0.0))
+        return SimpleNamespace(config=config, rf=object() if rf else None)
+
+    assert describe_parked(station(), True, []) == "gate 0 V, magnet 0 T (driven), heater off, RF off"  # type: ignore[arg-type]
+    assert describe_parked(station(), False, []).endswith("heater on at its setpoint, RF off")  # type: ignore[arg-type]
+    persistent = describe_parked(station(magnet="persistent", rf="hold"), True, [])  # type: ignore[arg-type]
+    assert persistent == (
+        "gate 0 V, magnet persistent at its field (supply at 0 A), heater off, RF held as it was"
+    )
+    failed = describe_parked(station(rf=False), True, ["magnet to 0 T: QuenchError: quench"])  # type: ignore[arg-type]
+    assert failed == "gate 0 V, magnet NOT parked (magnet to 0 T: QuenchError: quench), heater off"
