@@ -438,9 +438,9 @@ def test_where_the_instruments_were_left_follows_the_safe_state_policy_and_the_f
     from qbs_lab.actuators import describe_parked
     from qbs_lab.station import SafeState
 
-    def station(rf: bool = True, **policy: str) -> object:
+    def station(has_rf: bool = True, **policy: str) -> object:
         config = SimpleNamespace(safe_state=SafeState(**policy), gate=SimpleNamespace(safe_value=0.0))
-        return SimpleNamespace(config=config, rf=object() if rf else None)
+        return SimpleNamespace(config=config, rf=object() if has_rf else None)
 
     assert describe_parked(station(), True, []) == "gate 0 V, magnet 0 T (driven), heater off, RF off"  # type: ignore[arg-type]
     assert describe_parked(station(), False, []).endswith("heater on at its setpoint, RF off")  # type: ignore[arg-type]
@@ -448,5 +448,5 @@ def test_where_the_instruments_were_left_follows_the_safe_state_policy_and_the_f
     assert persistent == (
         "gate 0 V, magnet persistent at its field (supply at 0 A), heater off, RF held as it was"
     )
-    failed = describe_parked(station(rf=False), True, ["magnet to 0 T: QuenchError: quench"])  # type: ignore[arg-type]
+    failed = describe_parked(station(has_rf=False), True, ["magnet to 0 T: QuenchError: quench"])  # type: ignore[arg-type]
     assert failed == "gate 0 V, magnet NOT parked (magnet to 0 T: QuenchError: quench), heater off"
