@@ -297,21 +297,8 @@ def _run(args: argparse.Namespace) -> int:
 
     wall = time.perf_counter()
     with _beside_view(args):
-        run = api.run(
-            args.procedure,
-            settings=args.settings,
-            station=args.station,
-            sim=args.sim,
-            scenario=args.scenario,
-            seed=args.seed,
-            faults=args.faults,
-            data=args.data,
-            progress="line" if not args.no_progress else False,
-        )
-    assert run.outcome is not None
-    code = _report(run.outcome, time.perf_counter() - wall)
-    _report_faults(run.outcome)
-    return code
+        run = api.run(args.procedure, settings=args.settings, **_api_lab(args))
+    return _ran(run, time.perf_counter() - wall)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -320,19 +307,19 @@ def _resume(args: argparse.Namespace) -> int:
     from qbs_lab import api
 
     wall = time.perf_counter()
-    run = api.resume(
-        args.run_id,
-        data=args.data,
-        sim=args.sim,
-        scenario=args.scenario,
-        seed=args.seed,
-        station=args.station,
-        faults=args.faults,
-        progress="line" if not args.no_progress else False,
-    )
-    assert run.outcome is not None
-    code = _report(run.outcome, time.perf_counter() - wall)
-    _report_faults(run.outcome)
+    return _ran(api.resume(args.run_id, **_api_lab(args)), time.perf_counter() - wall)
+
+
+def _api_lab(args: argparse.Namespace) -> dict[str, object]:
+    """The lab flags as the Python API takes them (the same meaning on both)."""
+    keys = ("station", "sim", "scenario", "seed", "faults", "data")
+    return {k: getattr(args, k) for k in keys} | {"progress": "line" if not args.no_progress else False}
+
+
+def _ran(run: object, wall: float) -> int:
+    outcome = run.outcome  # type: ignore[attr-defined]
+    code = _report(outcome, wall)
+    _report_faults(outcome)
     return code
 
 
