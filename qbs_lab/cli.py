@@ -250,6 +250,9 @@ def _parser() -> argparse.ArgumentParser:
     crossing.add_argument("--x", default="B", help="the swept dimension: B or V_g (default: %(default)s)")
     crossing.add_argument("--over", default="T", help="the isotherms' dimension (default: %(default)s)")
     crossing.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    crossing.add_argument(
+        "--at", metavar="NAME=VALUE", help="one slice of a phase diagram, e.g. --at V_g=15 (default: all)"
+    )
     view = _leaf(sub, "view", help="a read-only web page following the runs and the queue live")
     view.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     view.add_argument("--port", type=_port, default=8642, help="TCP port (default: %(default)s)")
@@ -276,10 +279,10 @@ def _beside_view(args: argparse.Namespace) -> contextlib.AbstractContextManager[
 def _analyze_crossing(args: argparse.Namespace) -> int:
     import json
 
-    from qbs_lab.analysis.report import analyze_crossing, format_report
+    from qbs_lab.analysis.report import analyze_crossing, format_report, parse_at
 
-    result, plots = analyze_crossing(args.path, x=args.x, over=args.over)
-    print(json.dumps(result, allow_nan=False) if args.json else format_report(result, args.x, plots))
+    result, plots, analyses = analyze_crossing(args.path, x=args.x, over=args.over, at=parse_at(args.at))
+    print(json.dumps(result, allow_nan=False) if args.json else format_report(analyses, args.x, plots))
     return 0
 
 
