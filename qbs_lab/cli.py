@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import shlex
 import sys
 import threading
 import warnings
@@ -202,6 +203,11 @@ def _parser() -> argparse.ArgumentParser:
     runs = _leaf(sub, "runs", help="the catalog of runs")
     runs.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     runs.add_argument("--limit", type=int, default=20, help="newest N runs (default: %(default)s)")
+    runs.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="make the catalog anew from the run stores on disk (the old file is kept aside)",
+    )
     resume = _leaf(sub, "resume", help="continue a run from its first unmeasured point")
     resume.add_argument("run_id", help="the run's id (qbs-lab runs)")
     _add_station(resume, default=None)
@@ -331,7 +337,10 @@ def _report(outcome: RunOutcome, wall: float) -> int:
     from qbs_lab.progress import format_duration
 
     result = outcome.result
-    print(f"run {outcome.run_id} {result.status}: {outcome.path}")
+    path = Path(outcome.path)
+    with contextlib.suppress(ValueError):  # shown as typed: relative to here when it is below here
+        path = path.relative_to(Path.cwd())
+    print(f"run {outcome.run_id} {result.status}: {path}")
     print(f"  {outcome.summary}")
     whole = result.duration  # a resumed run counts the whole run, as its progress line did
     if outcome.resumed_from:
@@ -362,11 +371,20 @@ def _report(outcome: RunOutcome, wall: float) -> int:
         print(f"  simulated sample's truth: V_gc = {t['V_gc']:.3f} V, R_c = {t['R_c_gate']:.0f} Ohm at B = 0")
     for failure in result.park_failures:
         print(f"qbs-lab: warning: could not park: {failure}", file=sys.stderr)
+    if outcome.unrecorded:
+        print(f"qbs-lab: warning: run {outcome.run_id}: {outcome.unrecorded}", file=sys.stderr)
     if result.status == "completed":
         return 0
     print(f"qbs-lab: run {outcome.run_id} {result.status}: {result.message}", file=sys.stderr)
     if outcome.left:
         print(f"  instruments left: {outcome.left}", file=sys.stderr)
+    if (result.message or "").startswith("no space left on device"):
+        print(
+            f"  free some space, then continue with: qbs-lab resume {outcome.run_id}"
+            " (points not yet on disk are measured again)",
+            file=sys.stderr,
+        )
+        return 1
     print(f"  every measured point is kept; continue with: qbs-lab resume {outcome.run_id}", file=sys.stderr)
     return 130 if result.status == "interrupted" else 1
 
@@ -421,9 +439,20 @@ def _procedures(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from qbs_lab.lock import LockError, data_lock, hold
+    from qbs_lab.runs import reconcile
     from qbs_lab.store import Catalog, RunStore, RunStoreError
 
-    records = Catalog(args.data).runs(args.limit)
+    if args.rebuild:
+        return _rebuild(args)
+    catalog = Catalog(args.data)
+    records = catalog.runs(args.limit)
+    if any(r.status == "running" for r in records):  # a run that could not write its end (a full disk)
+        with (
+            contextlib.suppress(LockError),  # a runner is at work: its runs are its business
+            hold(data_lock(args.data), f"the data directory {args.data}", note=False),
+        ):
+            records = [reconcile(catalog, r) for r in records]
     if not records:
         print(f"no runs in {args.data}")
         return 0
@@ -437,6 +466,24 @@ def _runs(args: argparse.Namespace) -> int:
         print(
             f"{r.run_id:>4}  {r.procedure:<18} {r.state:<11} {done:>5}/{r.points:<5}  {r.created:<25} {lab}"
         )
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from qbs_lab.lock import data_lock, hold
+    from qbs_lab.store.rebuild import rebuild_catalog
+
+    with hold(data_lock(args.data), f"the data directory {args.data}"):
+        report = rebuild_catalog(args.data)
+    print(f"rebuilt the catalog of {args.data} from {len(report.runs)} run stores")
+    if report.moved_aside is not None:
+        print(f"  the old catalog is kept as {report.moved_aside}")
+    if report.queue_items:
+        print(f"  the queue's {report.queue_items} items were copied over")
+    elif report.queue_items is None:
+        print("  the old catalog's queue could not be read: load tonight's plan again (qbs-lab queue load)")
+    for problem in report.unreadable:
+        print(f"qbs-lab: warning: not in the catalog: {problem}", file=sys.stderr)
     return 0
 
 
@@ -605,11 +652,21 @@ def _queue_run(args: argparse.Namespace, queue: Queue) -> int:
         return outcome
 
     from qbs_lab.notify import Notifier
+    from qbs_lab.runs import runner_locks
     from qbs_lab.station import load_station
 
     notifier = Notifier(load_station(opts.station).notify)
-    with _beside_view(args):
-        ended = run_queue(queue, start, resume, Catalog(args.data), notify=notifier.send)
+    from qbs_lab.procedure import ProcedureError
+    from qbs_lab.queue import QueueError
+    from qbs_lab.runs import PlanError
+    from qbs_lab.store import CatalogError, RunStoreError
+
+    # an item's own problem fails that item and the queue goes on; the station's or the disk's stop it
+    cannot_run = (PlanError, ProcedureError, QueueError, CatalogError, RunStoreError)
+    with runner_locks(opts.data_dir, None if opts.sim else opts.station), _beside_view(args):
+        ended = run_queue(
+            queue, start, resume, Catalog(args.data), notify=notifier.send, cannot_run=cannot_run
+        )
     print(f"queue {ended}")
     _queue_list(queue)
     if timeline is not None:
@@ -627,7 +684,9 @@ def _station_check(args: argparse.Namespace) -> int:
     _lab_options(args, args.sim)  # --scenario without --sim: one line
     config = load_station(args.station)
     if not args.sim:
-        with config.connect() as st:
+        from qbs_lab.lock import hold, station_lock
+
+        with hold(station_lock(args.station), f"the station {args.station}"), config.connect() as st:
             print(f"station {args.station}: the instruments")
             print_station_check(st)
         return 0
@@ -688,6 +747,7 @@ def _user_error(err: BaseException) -> list[str] | None:
     The error classes are imported here, after the command ran, so a fast command stays fast."""
     from qbs_lab.analysis.report import AnalysisInputError
     from qbs_lab.drivers.errors import RoleError
+    from qbs_lab.lock import LockError
     from qbs_lab.procedure import ProcedureError
     from qbs_lab.queue import QueueError
     from qbs_lab.runs import PlanError
@@ -695,10 +755,12 @@ def _user_error(err: BaseException) -> list[str] | None:
     from qbs_lab.sim.lab import SimLabError
     from qbs_lab.station import StationError
     from qbs_lab.store import CatalogError, RunStoreError
+    from qbs_lab.store.space import DiskFull, InsufficientSpace
 
     if isinstance(err, StationError | PlanError | QueueError | FaultError):
         return list(err.problems)
     user = (SimLabError, RoleError, AnalysisInputError, ProcedureError, CatalogError, RunStoreError)
+    user += (LockError, InsufficientSpace, DiskFull)
     if isinstance(err, user):
         return [str(err)]
     return None
@@ -708,6 +770,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # QCoDeS's SR830 driver warns about its own buffer parameters: nothing a user can act on
     warnings.filterwarnings("ignore", message=".*does not correctly pass kwargs.*")
     args = _parser().parse_args(argv)
+    from qbs_lab.lock import set_command
+
+    set_command(shlex.join(["qbs-lab", *(sys.argv[1:] if argv is None else argv)]))
     from qbs_lab.console import quiet
 
     with quiet(getattr(args, "verbose", False)):
