@@ -122,6 +122,7 @@ class Axis:
     long_name: str = ""
 
     def __post_init__(self) -> None:
+        _check_name(self.name, "axis")
         values = tuple(float(v) for v in self.values)
         object.__setattr__(self, "values", values)
         if not values:
@@ -155,8 +156,20 @@ class Measurement:
     lockin: bool = False
 
     def __post_init__(self) -> None:
+        _check_name(self.name, "measurement")
         if not (math.isfinite(self.settle) and self.settle >= 0):
             raise ValueError(f"measurement {self.name}: settle must be a time >= 0 s, not {self.settle!r}")
+        if self.name == "t":
+            raise ValueError("measurement name 't' is taken: every run stores its time as t")
+
+
+def _check_name(name: object, what: str) -> None:
+    """Axis and variable names name files in the store: identifiers only, never a path."""
+    if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+        raise ValueError(
+            f"{what} name {name!r} is not an identifier (ASCII letters, digits and _, not starting with"
+            " a digit): it names a folder of the run's store"
+        )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -31,20 +32,23 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from qbs_lab import __version__
-from qbs_lab.actuators import check_plan
+from qbs_lab import __version__, console
+from qbs_lab.actuators import STATION_VARIABLES, check_plan, describe_parked
 from qbs_lab.analysis.online import OnlineCrossing, format_update
 from qbs_lab.clock import RealClock, VirtualClock
 from qbs_lab.interrupt import GuardedClock, StopRequest, catch_sigint
+from qbs_lab.lock import data_lock, hold, station_lock
 from qbs_lab.notify import Notifier
-from qbs_lab.plan import AXIS_KINDS, Plan
+from qbs_lab.plan import AXIS_KINDS, RF_OFF, Plan
 from qbs_lab.procedure import Procedure, load_procedure, parameters_from_dict
 from qbs_lab.progress import Progress, format_duration
 from qbs_lab.runner import PHASES, Runner, RunResult, Subscriber, first_unmeasured
 from qbs_lab.sim.lab import SimLab
 from qbs_lab.station import Station, StationConfig, StationError, load_station
-from qbs_lab.store.catalog import Catalog, now_iso
-from qbs_lab.store.run_store import RunStore
+from qbs_lab.store.catalog import Catalog, CatalogError, RunRecord, now_iso
+from qbs_lab.store.end_record import EndRecord
+from qbs_lab.store.run_store import RunStore, RunStoreError
+from qbs_lab.store.space import check_free_space, disk_full, storage_reason
 from qbs_lab.suspenders import Suspenders
 
 __all__ = [
@@ -55,7 +59,9 @@ __all__ = [
     "efficiency_line",
     "estimate_plan",
     "format_estimate",
+    "reconcile",
     "resume_run",
+    "runner_locks",
     "start_run",
 ]
 
@@ -109,6 +115,11 @@ class RunOutcome:
     lab_truth: dict[str, Any] = field(default_factory=dict)
     online: list[dict[str, Any]] = field(default_factory=list)  # the crossing updates, last is newest
     checks: dict[str, Any] | None = None  # the procedure's own verdict (Procedure.analyze)
+    unrecorded: str | None = None  # what of the run's end could not be written (a full disk)
+    left: str = ""  # where the instruments were left, in words ("gate 0 V, magnet 0 T (driven), ...")
+    # the simulated lab's faults: "scheduled" (resolved), "events" (fired/ended) and its clock at the end
+    faults: dict[str, Any] = field(default_factory=dict)
+    resumed_from: int = 0  # the first point this segment measured (0: a fresh run)
 
 
 # -- estimate ------------------------------------------------------------------------------------------
@@ -241,7 +252,35 @@ class _CatalogProgress:
             self.catalog.update(self.run_id, done=k + 1)
 
 
-# -- running -------------------------------------------------------------------------------------------
+# -- running ---------------------------------------------------------------------------------------------
+@contextmanager
+def runner_locks(data_dir: Path, station: Path | None) -> Iterator[None]:
+    """One lab, one runner: the data directory's lock and, at the instruments (``station`` given), the
+    station's; raises :class:`~qbs_lab.lock.LockError` at once if another process holds either."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(hold(data_lock(data_dir), f"the data directory {data_dir}"))
+        if station is not None:
+            stack.enter_context(hold(station_lock(station), f"the station {station}"))
+        yield
+
+
+def store_bytes(plan: Plan) -> int:
+    """Room a run needs [bytes]: its store (float64 per variable and point, twice over for the chunk
+    being replaced and chunk padding), its log, end record, catalog row and the catalog's WAL."""
+    variables = (len(plan.measurements) or len(STATION_VARIABLES)) + 1
+    return 2 * 8 * variables * plan.size + (512 << 10)
+
+
+def procedure_hash(source: str | None) -> str | None:
+    """SHA-256 of a user's procedure file (None for a built-in procedure)."""
+    if source is None:
+        return None
+    try:
+        return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def start_run(
     proc: Procedure,
     params: Any,
@@ -262,6 +301,25 @@ def start_run(
     problems = check_plan(plan, config)
     if problems:
         raise PlanError([f"{opts.station}: outside the station's limits: {p}" for p in problems])
+    with runner_locks(opts.data_dir, None if opts.sim else opts.station):
+        return _start_locked(
+            proc, params, plan, config, opts, out, progress, estimate, subscribers, on_created
+        )
+
+
+def _start_locked(
+    proc: Procedure,
+    params: Any,
+    plan: Plan,
+    config: StationConfig,
+    opts: LabOptions,
+    out: TextIO | None,
+    progress: bool,
+    estimate: bool,
+    subscribers: Sequence[Subscriber],
+    on_created: Callable[[str], None] | None,
+) -> RunOutcome:
+    check_free_space(opts.data_dir, store_bytes(plan))
     est = None
     if estimate and opts.sim and opts.faults is not None:  # the estimate: the plan without the faults
         est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario)
@@ -289,10 +347,11 @@ def start_run(
         seed=opts.seed if opts.sim else None,
         parameters=dataclasses.asdict(params),
     )
-    path = opts.data_dir / date.today().isoformat() / f"{run_id}-{proc.name}.zarr"
-    catalog.update(run_id, path=str(path))
+    # absolute: every command finds the store from any working directory
+    path = Path(opts.data_dir).resolve() / date.today().isoformat() / f"{run_id}-{proc.name}.zarr"
     stop = StopRequest()
     try:
+        catalog.update(run_id, path=str(path))
         with _station(config, opts, stop) as (station, lab):
             notifier = Notifier(config.notify, run_id=run_id, procedure=proc.name)
             notify = _logged(notifier.send, RunLog(path))
@@ -309,10 +368,14 @@ def start_run(
                 "status": "running",
                 "simulated": int(opts.sim),
             }
+            if proc.source is not None:  # a user's file: resume refuses if it has changed since
+                attrs["source"] = proc.source
+                attrs["procedure_sha256"] = procedure_hash(proc.source) or ""
             if lab is not None:
                 attrs["sim"] = _dumps({"scenario": lab.scenario, "seed": lab.seed})
                 attrs["truth"] = _dumps(_truth(lab, plan))
             store = RunStore.for_plan(path, plan, runner.variable_attrs(), attrs)
+            EndRecord(path).reserve()  # room for the outcome, taken now: it can be written on a full disk
             runner.store = store
             if on_created is not None:  # the store exists: from now on the run can be resumed
                 on_created(run_id)
@@ -321,16 +384,29 @@ def start_run(
                 catalog, run_id, plan, store, log, 0, 0.0, est, progress, out, subscribers, sim=opts.sim
             )
             result = _run(runner, ctx)
-            summary = _finish(store, catalog, run_id, result, plan, station, lab)
+            summary, unrecorded = _finish(store, catalog, run_id, result, plan, ctx.log, station, lab)
             checks = _checks(proc, store, result, ctx.log)
             truth = _truth(lab, plan) if lab is not None else {}
+            faults = _fault_record(lab)
     except BaseException as err:
         # e.g. a station that cannot be reached: the catalog must not go on saying "running"
-        if catalog.get(run_id).status == "running":
-            message = f"{type(err).__name__}: {err}"[:500]
-            catalog.update(run_id, status="aborted", ended=now_iso(), message=message)
+        message = storage_reason(err, path)[:500]
+        with contextlib.suppress(CatalogError, OSError):
+            if catalog.get(run_id).status == "running":
+                catalog.update(run_id, status="aborted", ended=now_iso(), message=message)
+        with contextlib.suppress(OSError):  # the libraries' own account (a connection traceback)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            log = RunLog(path)
+            for note in console.drain():
+                log.write(note)
+            log.write(f"run {run_id} aborted: {type(err).__name__}: {err}")
+        full = disk_full(err, path)
+        if full is not None:
+            raise full from None
         raise
-    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks)
+    outcome = RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, unrecorded)
+    outcome.left, outcome.faults = ctx.left, faults
+    return outcome
 
 
 def resume_run(
@@ -340,10 +416,45 @@ def resume_run(
     out: TextIO | None = None,
     progress: bool = True,
     subscribers: Sequence[Subscriber] = (),
+    sim: bool | None = None,
+    scenario: str | None = None,
+    seed: int | None = None,
+    station: Path | None = None,
+    procedure: Procedure | None = None,
 ) -> RunOutcome:
-    """Continue run ``run_id`` from its first unmeasured point, on the station and lab it started on."""
-    catalog = Catalog(opts.data_dir)
-    record = catalog.get(run_id)
+    """Continue run ``run_id`` from its first unmeasured point, on the station and lab it started on
+    (the catalog's choice) unless ``sim``, ``scenario``, ``seed`` or ``station`` say otherwise;
+    ``procedure``: the one to use instead of loading the recorded one (a Plan object's run)."""
+    overrides = {"sim": sim, "scenario": scenario, "seed": seed, "station": station, "procedure": procedure}
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(hold(data_lock(opts.data_dir), f"the data directory {opts.data_dir}"))
+        catalog = Catalog(opts.data_dir)
+        record = reconcile(catalog, catalog.get(run_id))
+        if record.damaged:
+            raise CatalogError(
+                f"run {run_id}: its catalog row is damaged ({record.damaged}); rebuild the catalog from"
+                f" the stores with `qbs-lab runs --rebuild --data {opts.data_dir}`"
+            )
+        if not (record.sim if sim is None else sim):
+            where = station if station is not None else record.station
+            locks.enter_context(hold(station_lock(where), f"the station {where}"))
+        return _resume_locked(record, catalog, opts, out, progress, subscribers, **overrides)
+
+
+def _resume_locked(
+    record: RunRecord,
+    catalog: Catalog,
+    opts: LabOptions,
+    out: TextIO | None,
+    progress: bool,
+    subscribers: Sequence[Subscriber],
+    sim: bool | None = None,
+    scenario: str | None = None,
+    seed: int | None = None,
+    station: Path | None = None,
+    procedure: Procedure | None = None,
+) -> RunOutcome:
+    run_id = record.run_id
     state = record.state
     if state == "running":
         raise PlanError([f"run {run_id} is still running (process {record.pid})"])
@@ -357,7 +468,16 @@ def resume_run(
         line = f"run {run_id}: damaged chunk, {d.describe()}: measured again"
         print(line, file=out or sys.stderr, flush=True)
         RunLog(Path(record.path)).write(line)
-    proc = load_procedure(record.source or record.procedure)
+    attrs = store.attrs()
+    recorded_hash = attrs.get("procedure_sha256")
+    if record.source and recorded_hash and procedure_hash(record.source) != recorded_hash:
+        raise PlanError(
+            [
+                f"run {run_id}: the procedure file {record.source} has changed since the run started;"
+                " resuming would mix two versions in one dataset: start a new run instead"
+            ]
+        )
+    proc = procedure or load_procedure(record.source or record.procedure)
     params = parameters_from_dict(proc, record.parameters)
     plan = proc.plan(params)
     if store.dims != plan.dims or store.shape != plan.shape:
@@ -369,37 +489,99 @@ def resume_run(
     start = first_unmeasured(plan, store.measured())
     t_stored = stored["t"].values
     t_offset = float(np.nanmax(t_stored)) if np.isfinite(t_stored).any() else 0.0
+    use_sim = record.sim if sim is None else sim
     opts = dataclasses.replace(
         opts,
-        station=Path(record.station),
-        sim=record.sim,
-        scenario=record.scenario,
-        seed=record.seed if record.seed is not None else opts.seed,
+        station=station if station is not None else Path(record.station),
+        sim=use_sim,
+        scenario=scenario if scenario is not None else (record.scenario if use_sim else None),
+        seed=seed if seed is not None else (record.seed if record.seed is not None else opts.seed),
     )
     config = load_station(opts.station)
     problems = check_plan(plan, config)
     if problems:
         raise PlanError([f"{opts.station}: outside the station's limits: {p}" for p in problems])
+    check_free_space(opts.data_dir, store_bytes(plan))
     est = None  # on the simulated lab the resumed run is itself the twin's estimate: not run twice
-    resumed = json.loads(store.attrs().get("resumed", "[]"))
+    where = f"resuming run {run_id} at point {start + 1}/{plan.size}"
+    if progress:
+        print(where, file=out or sys.stderr, flush=True)
+    RunLog(Path(record.path)).write(where)
+    resumed = json.loads(attrs.get("resumed", "[]"))
     resumed.append({"at": now_iso(), "from_point": start, "pid": os.getpid()})
-    store.update_attrs(status="running", resumed=json.dumps(resumed))
-    catalog.update(run_id, status="running", pid=os.getpid(), ended=None, message=None)
+    path = Path(record.path)
+    try:
+        store.update_attrs(status="running", resumed=json.dumps(resumed))
+        end = EndRecord(path)
+        if end.path.exists():
+            end.clear()
+        else:
+            end.reserve()
+        catalog.update(run_id, status="running", pid=os.getpid(), ended=None, message=None)
+    except (OSError, CatalogError) as err:
+        full = disk_full(err, path)
+        raise full if full is not None else err from None
     stop = StopRequest()
     with _station(config, opts, stop) as (station, lab):
         notifier = Notifier(config.notify, run_id=run_id, procedure=proc.name)
         notify = _logged(notifier.send, RunLog(Path(record.path)))
         supervisor = Suspenders(station, config.suspenders, station.clock, notify=notify)
         runner = Runner(plan, station, stop=stop, store=store, supervisor=supervisor)
-        log = RunLog(Path(record.path))
+        log = RunLog(path)
         ctx = _Context(
             catalog, run_id, plan, store, log, start, t_offset, est, progress, out, subscribers, sim=opts.sim
         )
         result = _run(runner, ctx)
-        summary = _finish(store, catalog, run_id, result, plan, station, lab)
+        summary, unrecorded = _finish(store, catalog, run_id, result, plan, log, station, lab)
         checks = _checks(proc, store, result, log)
         truth = _truth(lab, plan) if lab is not None else {}
-    return RunOutcome(run_id, Path(record.path), result, est, summary, truth, ctx.online, checks)
+        faults = _fault_record(lab)
+    outcome = RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, unrecorded)
+    outcome.left, outcome.faults, outcome.resumed_from = ctx.left, faults, start
+    return outcome
+
+
+def _fault_record(lab: SimLab | None) -> dict[str, Any]:
+    if lab is None:
+        return {}
+    return {
+        "scheduled": [f.to_dict() for f in lab.faults.faults],
+        "events": [e.to_dict() for e in lab.fault_log],
+        "lab_time": lab.clock.now(),
+    }
+
+
+def reconcile(catalog: Catalog, record: RunRecord) -> RunRecord:
+    """Bring the catalog and a run's store in line after a run that could not write its end everywhere
+    (a full disk). The end record, written in place at the end and blank while a run goes, says how it
+    ended; without one, a catalog that has an outcome speaks for a store still saying ``running``.
+    The record as it is now (the caller holds the data directory's lock)."""
+    if record.damaged or not record.path or not Path(record.path).is_dir():
+        return record
+    path = Path(record.path)
+    try:
+        attrs = json.loads((path / ".zattrs").read_text())
+    except (OSError, ValueError):
+        return record
+    end = EndRecord(path).read() or {}
+    store_status = attrs.get("status")
+    if end.get("status") not in (None, "running"):
+        status, message, ended = end["status"], end.get("message"), end.get("ended")
+    elif record.status != "running" and store_status == "running":
+        status, message, ended = record.status, record.message, record.ended
+    else:
+        return record
+    with contextlib.suppress(OSError, RunStoreError):  # still full: the next command tries again
+        if store_status != status:
+            RunStore.open(path).update_attrs(
+                status=status, message=message or "", end_time=ended or now_iso()
+            )
+    if record.status != status or record.message != message:
+        with contextlib.suppress(OSError, CatalogError):
+            done = int(RunStore.open(path).measured().sum())
+            catalog.update(record.run_id, status=status, message=message, ended=ended, done=done, pid=None)
+            return catalog.get(record.run_id)
+    return record
 
 
 @dataclass
@@ -419,6 +601,7 @@ class _Context:
     subscribers: Sequence[Subscriber] = ()
     online: list[dict[str, Any]] = field(default_factory=list)
     sim: bool = False  # on the simulated lab: a completed run is its own (the twin's) estimate
+    left: str = ""  # where the instruments were left (parked), in words
 
 
 class RunLog:
@@ -428,7 +611,9 @@ class RunLog:
         self.path = Path(store_path).with_suffix(".log")
 
     def write(self, message: str) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
+        """Append a line; on a full disk the line is lost, never the run (the catalog and the end
+        record still say how it ended)."""
+        with contextlib.suppress(OSError), open(self.path, "a", encoding="utf-8") as f:
             f.write(f"{now_iso()}  {message}\n")
 
 
@@ -467,8 +652,8 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
             ctx.store.update_attrs(online=_dumps(ctx.online))
             line = f"crossing after {format_update(record)}"
             ctx.log.write(line)
-            if ctx.progress:
-                print(f"\r{line}", file=out, flush=True)
+            if bar is not None:
+                bar.message(line)  # above the progress line, which is redrawn below it
 
         online = OnlineCrossing(plan, runner.variables, on_update)
         if ctx.start:
@@ -487,6 +672,8 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         )
         subs.insert(0, bar)
     runner.subscribers = subs
+    for note in console.drain():  # the instruments' connection lines, library warnings
+        ctx.log.write(note)
     ctx.log.write(
         f"run {ctx.run_id} {plan.procedure}: from point {ctx.start} of {plan.size}"
         + (f", estimated fridge time {format_duration(ctx.est.total)}" if ctx.est else "")
@@ -504,6 +691,10 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         times = [t - ctx.t_offset for t in result.point_times]
         own = Estimate(dict(result.phases), times, plan.size - ctx.start, dict(result.floor))
         ctx.store.update_attrs(estimate=_estimate_attr(own, ctx.start, ctx.t_offset))
+    if runner.station is not None and (plan.park or result.status != "completed"):
+        fault = result.status != "completed"
+        ctx.left = describe_parked(runner.station, fault, result.park_failures)
+        ctx.log.write(f"instruments left: {ctx.left}")
     station = runner.station
     for r in getattr(station, "io_retries", []):
         ctx.log.write(
@@ -519,11 +710,8 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
     for T, waited, outcome in result.stabilization:
         ctx.log.write(f"temperature {T * 1e3:.4g} mK: {outcome} after {waited:.0f} s")
     ctx.log.write(efficiency_line(result.phases, result.floor).strip())
-    ctx.log.write(
-        f"run {ctx.run_id} {result.status} at point {result.done} of {plan.size}"
-        + (f": {result.message}" if result.message else "")
-        + (f"; could not park: {'; '.join(result.park_failures)}" if result.park_failures else "")
-    )
+    for note in console.drain():
+        ctx.log.write(note)
     return result
 
 
@@ -533,41 +721,68 @@ def _finish(
     run_id: str,
     result: RunResult,
     plan: Plan,
+    log: RunLog,
     station: Station | None = None,
     lab: SimLab | None = None,
-) -> str:
-    attrs = store.attrs()
-    retries = json.loads(attrs.get("io_retries", "[]")) + [
-        dataclasses.asdict(r) for r in getattr(station, "io_retries", [])
-    ]
-    faults = json.loads(attrs.get("faults", "[]")) + (
-        [e.to_dict() for e in lab.fault_log] if lab is not None else []
+) -> tuple[str, str | None]:
+    """Record how the run ended in the store's attributes, the end record, the catalog and the log, each
+    on its own, so that one that cannot be written (a full disk) keeps none of the others from it. A
+    store that cannot take its end ends the run ``aborted`` with the reason. The summary line, and what
+    could not be recorded (None when everything was)."""
+    try:
+        attrs = store.attrs()
+        retries = json.loads(attrs.get("io_retries", "[]")) + [
+            dataclasses.asdict(r) for r in getattr(station, "io_retries", [])
+        ]
+        faults = json.loads(attrs.get("faults", "[]")) + (
+            [e.to_dict() for e in lab.fault_log] if lab is not None else []
+        )
+        phases = json.loads(attrs.get("phases", "{}"))
+        for k, v in result.phases.items():
+            phases[k] = phases.get(k, 0.0) + v
+        floor = json.loads(attrs.get("physics_floor", "{}"))
+        for k, v in result.floor.items():
+            floor[k] = floor.get(k, 0.0) + v
+        stabilization = json.loads(attrs.get("stabilization", "[]")) + [
+            {"T": T, "waited_s": round(w, 1), "outcome": o} for T, w, o in result.stabilization
+        ]
+        interruptions = json.loads(attrs.get("interruptions", "[]")) + result.interruptions
+        store.update_attrs(
+            status=result.status,
+            end_time=now_iso(),
+            message=result.message or "",
+            phases=_dumps(phases),
+            physics_floor=_dumps(floor),
+            stabilization=_dumps(stabilization),
+            interruptions=_dumps(interruptions),
+            park_failures=_dumps(result.park_failures),
+            io_retries=_dumps(retries),
+            faults=_dumps(faults),
+        )
+    except Exception as err:  # the store cannot say it ended: aborted, and resume finishes it
+        if result.status != "aborted" or disk_full(err, store.path) is not None:
+            result.status, result.message = "aborted", storage_reason(err, store.path)
+    ended = now_iso()
+    EndRecord(store.path).write(status=result.status, message=result.message, ended=ended)
+    unrecorded = None
+    try:
+        done = int(store.measured().sum())
+        catalog.update(run_id, status=result.status, ended=ended, done=done, message=result.message)
+    except (CatalogError, OSError) as err:
+        unrecorded = (
+            f"the catalog could not record it ({storage_reason(err, catalog.path)});"
+            " the next qbs-lab command brings it up to date"
+        )
+    log.write(
+        f"run {run_id} {result.status} at point {result.done} of {plan.size}"
+        + (f": {result.message}" if result.message else "")
+        + (f"; could not park: {'; '.join(result.park_failures)}" if result.park_failures else "")
     )
-    phases = json.loads(attrs.get("phases", "{}"))
-    for k, v in result.phases.items():
-        phases[k] = phases.get(k, 0.0) + v
-    floor = json.loads(attrs.get("physics_floor", "{}"))
-    for k, v in result.floor.items():
-        floor[k] = floor.get(k, 0.0) + v
-    stabilization = json.loads(attrs.get("stabilization", "[]")) + [
-        {"T": T, "waited_s": round(w, 1), "outcome": o} for T, w, o in result.stabilization
-    ]
-    interruptions = json.loads(attrs.get("interruptions", "[]")) + result.interruptions
-    store.update_attrs(
-        status=result.status,
-        end_time=now_iso(),
-        message=result.message or "",
-        phases=_dumps(phases),
-        physics_floor=_dumps(floor),
-        stabilization=_dumps(stabilization),
-        interruptions=_dumps(interruptions),
-        park_failures=_dumps(result.park_failures),
-        io_retries=_dumps(retries),
-        faults=_dumps(faults),
-    )
-    done = int(store.measured().sum())
-    catalog.update(run_id, status=result.status, ended=now_iso(), done=done, message=result.message)
-    return _summary(store, plan)
+    try:
+        summary = _summary(store, plan)
+    except (OSError, ValueError, RunStoreError) as err:
+        summary = f"the store cannot be read back ({storage_reason(err, store.path)})"
+    return summary, unrecorded
 
 
 def _checks(proc: Procedure, store: RunStore, result: RunResult, log: RunLog) -> dict[str, Any] | None:
@@ -576,7 +791,8 @@ def _checks(proc: Procedure, store: RunStore, result: RunResult, log: RunLog) ->
         return None
     with store.dataset() as ds:
         checks = proc.analyze(ds.load())
-    store.update_attrs(checks=_dumps(checks))
+    with contextlib.suppress(OSError):  # a full disk: the verdict is still printed and logged
+        store.update_attrs(checks=_dumps(checks))
     log.write(f"check: {checks.get('summary', '')}")
     return checks
 
@@ -590,12 +806,22 @@ def _summary(store: RunStore, plan: Plan) -> str:
         if np.isfinite(R).any():
             parts.append(f"R {np.nanmin(R):.4g} to {np.nanmax(R):.4g} Ohm")
     for a in plan.axes:
-        lo, hi = min(a.values), max(a.values)
-        parts.append(f"{a.name} {lo:g} to {hi:g} {a.units}" if lo != hi else f"{a.name} {lo:g} {a.units}")
+        parts.append(f"{a.name} {_span(a.name, a.values, a.units)}")
     for k, v in plan.fixed.items():
-        parts.append(f"{k} = {v:g} {AXIS_KINDS[k][0]}")
+        parts.append(f"{k} = {_span(k, (v,), AXIS_KINDS[k][0])}")
     done = int(store.measured().sum())
     return f"{done}/{plan.size} points; " + ", ".join(parts)
+
+
+def _span(name: str, values: Sequence[float], units: str) -> str:
+    """``0.06 to 0.24 K``; RF power's off value as "off" (``off, -40 to -30 dBm``); no stray units."""
+    off = name == "P_rf" and RF_OFF in values
+    on = [v for v in values if not (name == "P_rf" and v == RF_OFF)]
+    text = ""
+    if on:
+        lo, hi = min(on), max(on)
+        text = (f"{lo:g} to {hi:g}" if lo != hi else f"{lo:g}") + (f" {units}" if units else "")
+    return ", ".join(t for t in ("off" if off else "", text) if t)
 
 
 def _truth(lab: SimLab, plan: Plan) -> dict[str, Any]:
