@@ -165,9 +165,9 @@ class Measurement:
     lockin: bool = False
 
     def __post_init__(self) -> None:
+        _check_name(self.name, "measurement")
         if not (math.isfinite(self.settle) and self.settle >= 0):
             raise ValueError(f"measurement {self.name}: settle must be a time >= 0 s, not {self.settle!r}")
-        _check_name(self.name, "measurement")
         if self.name == "t":
             raise ValueError("measurement name 't' is taken: every run stores its time as t")
 
