@@ -9,9 +9,9 @@ is therefore given the field read back n·τ before it (interpolated between rea
 sweeps then agree. What the correction leaves is the filter's smearing, an rms spread of √n·τ·rate in
 B, which costs only R's curvature times its square.
 
-The raw samples of every line are kept beside the binned grid: ``<store>/sweeps/line_NNNNN.npz``
-(written whole, then renamed), read back with :func:`raw_samples` as one dataset on a ``sample``
-dimension.
+The raw samples of every line are kept beside the binned grid: ``<store>/sweeps/line_NNNNN.npz``,
+NNNNN the run-order number of the line's first point (written whole, then renamed), read back with
+:func:`raw_samples` as one dataset on a ``sample`` dimension.
 
 >>> filter_delay(0.3, 24)   # 4 stages of 0.3 s
 1.2
@@ -207,7 +207,7 @@ class LineSweeper:
 
 def save_raw(store_path: Path, line: int, index: tuple[int, ...], samples: Samples) -> Path:
     """Write one line's raw samples into ``<store>/sweeps/`` (a temporary file renamed: whole or not
-    at all). ``line`` numbers the line in run order; ``index`` is the grid index of its first point."""
+    at all). ``line`` is the run-order number of the line's first point, ``index`` its grid index."""
     folder = Path(store_path) / "sweeps"
     folder.mkdir(exist_ok=True)
     path = folder / f"line_{line:05d}.npz"
