@@ -206,13 +206,23 @@ def _pyplot() -> Any:
     return _Figures()
 
 
-def _set_log(ax: Any) -> None:
-    """Log R axis with plain numbers (2, 5, 10 kΩ rather than 2 x 10^0)."""
-    from matplotlib.ticker import FormatStrFormatter
+def _set_log(ax: Any, values_kohm: np.ndarray) -> None:
+    """Log R axis with plain numbers (2, 5, 10 kΩ rather than 2 x 10^0), at most three decades deep.
+
+    Below R_max / 1000 a superconducting isotherm is the lock-in's noise floor, not information; it
+    would push the crossing region into a corner. Minor ticks are labelled only on a short axis, where
+    they do not overlap.
+    """
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
     ax.set_yscale("log")
+    v = values_kohm[np.isfinite(values_kohm) & (values_kohm > 0)]
+    top = float(v.max())
+    bottom = max(float(v.min()), top / 1e3)
+    ax.set_ylim(bottom / 1.3, top * 1.3)
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    short = top / bottom < 30
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if short else NullFormatter())
 
 
 def _log_axis(values: np.ndarray) -> bool:
@@ -260,7 +270,7 @@ def _plots(stem: Path, name: str, R: xr.DataArray, analysis: Analysis) -> list[P
 
     ax.axhline(H_OVER_4E2 / 1e3, color="grey", ls=":", lw=1, label="h/4e² = 6.45 kΩ")
     if log:
-        _set_log(ax)
+        _set_log(ax, values / 1e3)
     ax.set_xlabel(f"{x} [{xu}]")
     ax.set_ylabel("R [kΩ]")
     ax.set_title(_title(name, c), fontsize=10)
@@ -287,7 +297,7 @@ def _plots(stem: Path, name: str, R: xr.DataArray, analysis: Analysis) -> list[P
             )
             ax.plot(grid, k.master(grid / xs) / 1e3, "k-", lw=1, label="master curve")
         if log:
-            _set_log(ax)
+            _set_log(ax, values / 1e3)
         ax.set_xlabel(f"({x} − {x}_c) · T^(−1/zν)  [{xu} · K^(−1/zν)]")
         ax.set_ylabel("R [kΩ]")
         if k.ok:
