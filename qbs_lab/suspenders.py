@@ -3,7 +3,7 @@
 Lab instruments on GPIB/VISA push nothing, so the suspenders poll the roles: the runner asks
 :meth:`Suspenders.check` after every point (before the point is stored) and :meth:`Suspenders.on_error`
 about any exception raised while setting or reading. A tripped condition answers with a
-:class:`~qbs_lab.runner.Trip` whose policy is the condition's:
+:class:`~qbs_lab.trips.Trip` whose policy is the condition's:
 
 ``pause``
     wait on the clock until the condition has recovered (with hysteresis) continuously for ``hold``
@@ -59,7 +59,7 @@ from typing import Any
 from qbs_lab.clock import Clock
 from qbs_lab.drivers.errors import LeakageError, QuenchError
 from qbs_lab.drivers.protocols import MagnetStatus
-from qbs_lab.runner import Trip, Tripped
+from qbs_lab.trips import Trip, Tripped
 
 __all__ = [
     "CONDITIONS",
