@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import threading
 import warnings
@@ -36,6 +37,7 @@ from pathlib import Path
 from qbs_lab import __version__
 from qbs_lab.analysis.report import AnalysisInputError
 from qbs_lab.clock import RealClock
+from qbs_lab.diagnostics import log_traceback, route_library_logging
 from qbs_lab.drivers.errors import RoleError
 from qbs_lab.procedure import ProcedureError
 from qbs_lab.queue import Queue, QueueError
@@ -54,6 +56,12 @@ def _seed(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
     return value
+
+
+def _run_id(text: str) -> str:
+    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True: ASCII digits only
+        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (a whole number: qbs-lab runs)")
+    return text
 
 
 def _port(text: str) -> int:
@@ -127,11 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     runs.add_argument("--limit", type=int, default=20, help="newest N runs (default: %(default)s)")
     resume = sub.add_parser("resume", help="continue a run from its first unmeasured point")
-    resume.add_argument("run_id", help="the run's id (qbs-lab runs)")
+    resume.add_argument("run_id", type=_run_id, help="the run's id (qbs-lab runs)")
     resume.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     resume.add_argument("--no-progress", action="store_true", help="no progress line")
     export = sub.add_parser("export", help="write a run's dataset as netCDF")
-    export.add_argument("run_id", help="the run's id (qbs-lab runs)")
+    export.add_argument("run_id", type=_run_id, help="the run's id (qbs-lab runs)")
     export.add_argument("--netcdf", action="store_true", required=True, help="as a netCDF file")
     export.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     export.add_argument("-o", "--output", help="file to write (default: beside the store, .nc)")
@@ -142,6 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     q_add.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
     q_load = queue_sub.add_parser("load", help="append the items of a plan file (YAML)")
     q_load.add_argument("file")
+    for q in (q_add, q_load):  # every item is checked against the station's limits when queued
+        q.add_argument("--station", default="station.yaml", help="station file (default: %(default)s)")
     queue_sub.add_parser("list", help="the items, in order, with their status and run")
     q_remove = queue_sub.add_parser("remove", help="take an item out")
     q_remove.add_argument("item", type=int)
@@ -323,6 +333,11 @@ def _queue(args: argparse.Namespace) -> int:
 
     queue = Queue(args.data)
     cmd = args.queue_command
+    if cmd in ("add", "load"):
+        from qbs_lab.queue import settings_from_yaml
+
+        entries = [(args.procedure, args.settings)] if cmd == "add" else settings_from_yaml(args.file)
+        _check_queue_limits(entries, args.station, "" if cmd == "add" else f"{args.file}: ")
     if cmd == "add":
         item = queue.add(args.procedure, args.settings)
         print(
@@ -347,6 +362,23 @@ def _queue(args: argparse.Namespace) -> int:
     elif cmd == "run":
         return _queue_run(args, queue)
     return 0
+
+
+def _check_queue_limits(entries: list[tuple[str, list[str]]], station: str, where: str) -> None:
+    """Refuse to queue an item that the station's limits would stop at `queue run`."""
+    from qbs_lab.actuators import check_plan
+    from qbs_lab.procedure import load_procedure, parse_settings
+    from qbs_lab.station import load_station
+
+    config = load_station(station)
+    problems = []
+    for n, (procedure, settings) in enumerate(entries):
+        proc = load_procedure(procedure)
+        item = f"{where}items[{n}] ({procedure}): " if where else f"{procedure}: "
+        for p in check_plan(proc.plan(parse_settings(proc, settings)), config):
+            problems.append(f"{item}outside the limits of {station}: {p}")
+    if problems:
+        raise QueueError(problems)
 
 
 def _queue_list(queue: Queue) -> None:
@@ -499,8 +531,13 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     # QCoDeS's SR830 driver warns about its own buffer parameters: nothing a user can act on
     warnings.filterwarnings("ignore", message=".*does not correctly pass kwargs.*")
+    route_library_logging()  # QCoDeS's own tracebacks go to the log file, not the terminal
     args = _parser().parse_args(argv)
     try:
+        data = getattr(args, "data", None)
+        if data is not None and Path(data).exists() and not Path(data).is_dir():
+            print(f"qbs-lab: error: --data {data}: is a file, not a data directory", file=sys.stderr)
+            return 2
         if args.command == "demo":
             return _demo(args)
         if args.command == "sim" and args.sim_command == "serve":
@@ -536,6 +573,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qbs-lab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `qbs-lab runs | head`: the reader has gone; say nothing more
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except MemoryError:
+        print("qbs-lab: error: out of memory (a plan or a file too large?)", file=sys.stderr)
+        return 2
+    except Exception as err:  # the last resort: one line here, the traceback in the log file
+        log = log_traceback(err, " ".join(sys.argv[1:] if argv is None else argv))
+        text = str(err).strip().splitlines()[0][:300] if str(err).strip() else "no message"
+        where = f" (details in {log})" if log else ""
+        print(f"qbs-lab: error: unexpected {type(err).__name__}: {text}{where}", file=sys.stderr)
+        return 1
     return 2
 
 
