@@ -18,10 +18,12 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MAX_NODES", "YamlFileError", "read_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "YamlFileError", "read_yaml"]
 
 #: the most nodes a document may hold with its aliases expanded (a plan of 1000 items has ~10^4)
 MAX_NODES = 100_000
+#: the deepest a document may nest its [ ] and { } (users' files nest a few levels)
+MAX_DEPTH = 100
 
 
 class YamlFileError(Exception):
@@ -47,6 +49,8 @@ def read_yaml(path: Path, what: str, *, aliases: bool = True) -> tuple[Any, yaml
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         raise YamlFileError(f"{path}:{line}: the {what} holds a NUL byte: is it a binary file?")
+    if _flow_depth(text) > MAX_DEPTH:  # PyYAML's parser takes seconds on thousands of [[[...
+        raise YamlFileError(f"{path}: the {what} nests too deep to be read (more than {MAX_DEPTH} levels)")
     try:
         if not aliases:
             _refuse_aliases(text, path, what)
@@ -64,10 +68,24 @@ def read_yaml(path: Path, what: str, *, aliases: bool = True) -> tuple[Any, yaml
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise YamlFileError(f"{path}:{where} not valid YAML ({problem})") from None
     except RecursionError:
-        raise YamlFileError(f"{path}: the {what} nests too deep to be read") from None
+        raise YamlFileError(
+            f"{path}: the {what} nests too deep to be read (more than {MAX_DEPTH} levels)"
+        ) from None
     except (ValueError, OverflowError, TypeError) as err:  # a value YAML resolves but cannot build
         raise YamlFileError(f"{path}: not valid YAML ({err})") from None
     return doc, node
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest nesting of [ and { (a bound: brackets in quoted text count too)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def _refuse_aliases(text: str, path: Path, what: str) -> None:
