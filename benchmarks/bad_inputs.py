@@ -670,8 +670,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--only", default="", help="only the cases whose name holds this text")
+    parser.add_argument("--skip", default=None, help="not the cases whose name holds this text")
     args = parser.parse_args()
-    cases = [c for c in all_cases() if args.only in c.name]
+    cases = [c for c in all_cases() if args.only in c.name and not (args.skip and args.skip in c.name)]
     print(f"{len(cases)} bad inputs through `python -m qbs_lab.cli`, {args.jobs} at a time\n")
     width = max(len(c.name) for c in cases)
     print(f"{'input':<{width}}  exit  {'flags':<10}  message")
