@@ -189,7 +189,11 @@ def _parse(text: str, kind: Any, key: str) -> Any:
         if typing.get_origin(kind) is tuple:
             if text.count(":") == 2:
                 start, stop, num = text.split(":")
-                return linspace(float(start), float(stop), int(num))
+                ends = (float(start), float(stop), int(num))
+                try:
+                    return linspace(*ends)
+                except ValueError as err:  # parsed, but not a range (no points, or far too many)
+                    raise ProcedureError(f"--set {key}={text}: {err}") from None
             return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         pass
