@@ -257,7 +257,7 @@ def settings_cases() -> list[Case]:
         "temperature_sweep": ["timeout=-1", "hold=-1", "tolerance=nan", "temperatures=0.1:0.2:0"],
         "rf_sensitivity": ["frequency=0", "frequency=-1e9", "powers=100", "repeats=0", "repeats=-3"],
         "gate_sweep": ["V_start=1,2", "V_stop=1e308", "num=1e3"],
-        "phase_diagram": ["V_num=1000", "B_num=1000,1"],
+        "phase_diagram": ["V_num=-5", "B_num=1000,1"],
     }
     cases = [
         Case(

@@ -263,6 +263,7 @@ def check_parameters(params: Any) -> list[str]:
 
 def describe_parameters(proc: Procedure) -> list[str]:
     """One line per parameter: name, default, units, help."""
+    _field_types(proc)  # a hint that cannot be resolved would stop --set: say so now
     lines = []
     for f in dataclasses.fields(proc.parameters):
         default = f.default
