@@ -555,7 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "export": _export,
             "queue": _queue,
         }
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a reader gone before the last lines (`runs | head`): caught below, not at exit
+        return code
     except SimLabError as err:
         print(f"qbs-lab: error: {err}", file=sys.stderr)
         return 2
