@@ -309,3 +309,23 @@ def test_queue_add_refuses_a_station_file_with_implausible_limits(
         cli.main(["queue", "add", "field_sweep", "--data", str(tmp_path / "d"), "--station", str(path)]) == 2
     )
     assert "max_temperature: 300 is implausible" in capsys.readouterr().err
+
+
+# -- the table agrees with the drivers' own validators where they have them -----------------------------
+def test_the_instrument_ranges_are_the_qcodes_drivers_own_validators() -> None:
+    from qcodes.instrument_drivers.yokogawa import YokogawaGS200
+
+    from qbs_lab.sim import SimLab
+
+    def bounds(parameter: object) -> tuple[float, float]:
+        vals = parameter.vals  # type: ignore[attr-defined]
+        return (vals.min_value, vals.max_value)
+
+    with SimLab.from_station(STATION) as lab, load_station(STATION).connect(lab=lab) as st:
+        assert bounds(st.drivers["rf"].power) == INSTRUMENT_RANGES["RohdeSchwarzSGS100A"]["max_power"][:2]
+        assert bounds(st.drivers["lockin"].amplitude) == INSTRUMENT_RANGES["SR830"]["excitation"][:2]
+    gs = YokogawaGS200("gs200_limits", "GPIB::1::INSTR", pyvisa_sim_file="Yokogawa_GS200.yaml")
+    try:
+        assert bounds(gs.current_limit) == INSTRUMENT_RANGES["YokogawaGS200"]["current_limit"][:2]
+    finally:
+        gs.close()
