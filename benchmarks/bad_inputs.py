@@ -164,6 +164,10 @@ def station_cases() -> list[Case]:
         "suspenders unknown condition": _station(append="suspenders:\n  earthquake: pause\n"),
         "suspenders bad policy": _station(append="suspenders:\n  quench: panic\n"),
         "suspenders negative hold": _station(append="suspenders:\n  leakage: {policy: pause, hold: -5}\n"),
+        "suspenders poll 1e-300": _station(append="suspenders:\n  io: {policy: pause, poll: 1e-300}\n"),
+        "suspenders timeout 1e300": _station(
+            append="suspenders:\n  quench: {policy: pause, timeout: 1e300}\n"
+        ),
         "notify not a mapping": _station(append="notify: yes please\n"),
         "sample without name": _station(("  name: GSn-A7\n", "")),
         "instruments a list": "instruments:\n  - lockin\n  - gate\n" + STATION.split("# Which instrument")[1],

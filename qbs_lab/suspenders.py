@@ -99,6 +99,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 _POSITIVE = {"timeout", "poll", "ceiling", "limit"}  # > 0
 _NONNEGATIVE = {"every", "hold"}  # >= 0
 _INTEGERS = {"max_pauses": 0, "persist": 1}  # whole numbers >= the bound
+_LONGEST = 7 * 86400.0  # s: the longest wait a setting may ask for
 
 
 #: the conditions watched also while the run waits (stabilizing a temperature, paused for another)
@@ -218,6 +219,12 @@ def validate_suspenders(section: Any) -> list[str]:
                 continue
             elif key == "hysteresis" and not 0 <= number < 1:
                 problems.append(f"{at}: must be a fraction between 0 and 1 (0 included), not {number:g}")
+                continue
+            elif key == "poll" and number < 0.01:  # a wait polling every 1e-300 s never ends
+                problems.append(f"{at}: must be at least 0.01 s, not {number:g}")
+                continue
+            elif key in ("timeout", "hold", "every") and number > _LONGEST:
+                problems.append(f"{at}: must be at most {_LONGEST / 86400:g} days, not {number:g} s")
                 continue
             values[key] = number
         merged = {**allowed, **values}
