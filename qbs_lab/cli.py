@@ -322,8 +322,14 @@ def _export(args: argparse.Namespace) -> int:
     if record.path is None or not Path(record.path).exists():
         raise PlanError([f"run {args.run_id}: its store {record.path} is missing"])
     target = Path(args.output) if args.output else Path(record.path).with_suffix(".nc")
+    if target.is_dir() or not target.parent.is_dir():
+        what = "is a directory" if target.is_dir() else f"its directory {target.parent} does not exist"
+        raise PlanError([f"-o {target}: {what}: give a file to write"])
     with xr.open_zarr(record.path) as ds:
-        ds.load().to_netcdf(target)
+        try:
+            ds.load().to_netcdf(target)
+        except OSError as err:
+            raise PlanError([f"{target}: cannot write the netCDF file ({err.strerror or err})"]) from None
     print(f"run {args.run_id}: {target}")
     return 0
 
@@ -535,8 +541,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         data = getattr(args, "data", None)
-        if data is not None and Path(data).exists() and not Path(data).is_dir():
-            print(f"qbs-lab: error: --data {data}: is a file, not a data directory", file=sys.stderr)
+        # the data directory, or the nearest of its parents that exists, must be a directory
+        found = next((p for p in (Path(data), *Path(data).parents) if p.exists()), None) if data else None
+        if found is not None and not found.is_dir():
+            where = "is a file" if found == Path(data) else f"is under {found}, a file"
+            print(f"qbs-lab: error: --data {data}: {where}, not a data directory", file=sys.stderr)
             return 2
         if args.command == "demo":
             return _demo(args)

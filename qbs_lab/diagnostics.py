@@ -58,8 +58,10 @@ class _LazyFileHandler(logging.Handler):
 
 
 def route_library_logging() -> None:
-    """Send the libraries' logging to the log file only (not the terminal); idempotent."""
-    for name in LIBRARY_LOGGERS:
+    """Send the libraries' logging, and their warnings (a zarr store's metadata advice, ...), to the
+    log file only, not the terminal; idempotent."""
+    logging.captureWarnings(True)
+    for name in (*LIBRARY_LOGGERS, "py.warnings"):
         logger = logging.getLogger(name)
         if not any(isinstance(h, _LazyFileHandler) for h in logger.handlers):
             logger.addHandler(_LazyFileHandler())
