@@ -18,6 +18,8 @@
         Tonight's plan: a persistent queue of procedures; run resumes an interrupted item.
     qbs-lab analyze crossing PATH [--x B|V_g] [--over T] [--json]
         Crossing point and scaling collapse of R isotherms in a zarr or netCDF dataset, with plots.
+    qbs-lab view [--data DIR] [--port N] [--host H]
+        A read-only web page following the runs and the queue as the data comes in (127.0.0.1:8642).
 
 A mistake a user can make (missing or broken station file, unknown scenario) ends in one line naming
 the file and key and a non-zero exit, never a traceback.
@@ -127,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="no progress line")
+    run.add_argument(
+        "--view", nargs="?", const=8642, type=_port, metavar="PORT", help="serve the live view beside the run"
+    )
     estimate = sub.add_parser("estimate", help="check limits and time a procedure, touching no instrument")
     _add_procedure_options(estimate)
     procedures = sub.add_parser("procedures", help="the procedures, or one procedure's parameters")
@@ -166,6 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     q_run.add_argument("--sim", action="store_true", help="on the simulated lab instead of the instruments")
     q_run.add_argument("--faults", help="with --sim: a fault schedule (YAML) injected into every item's lab")
     q_run.add_argument("--no-progress", action="store_true", help="no progress line")
+    q_run.add_argument(
+        "--view", nargs="?", const=8642, type=_port, metavar="PORT", help="serve the live view beside it"
+    )
     for q in (
         q_add,
         q_load,
@@ -183,7 +191,27 @@ def _parser() -> argparse.ArgumentParser:
     crossing.add_argument("--x", default="B", help="the swept dimension: B or V_g (default: %(default)s)")
     crossing.add_argument("--over", default="T", help="the isotherms' dimension (default: %(default)s)")
     crossing.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    view = sub.add_parser("view", help="a read-only web page following the runs and the queue live")
+    view.add_argument("--data", default="data", help="data directory (default: %(default)s)")
+    view.add_argument("--port", type=_port, default=8642, help="TCP port (default: %(default)s)")
+    view.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s: loopback)")
+    view.add_argument("--station", default="station.yaml", help="station file for the queue's estimates")
     return parser
+
+
+def _view(args: argparse.Namespace) -> int:
+    from qbs_lab.view.__main__ import main as view_main
+
+    argv = ["--data", args.data, "--host", args.host, "--port", str(args.port), "--station", args.station]
+    return view_main(argv)
+
+
+def _beside_view(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    if getattr(args, "view", None) is None:
+        return contextlib.nullcontext()
+    from qbs_lab.view.launch import view_beside
+
+    return view_beside(args.data, args.station, args.view)
 
 
 def _analyze_crossing(args: argparse.Namespace) -> int:
@@ -219,7 +247,9 @@ def _run(args: argparse.Namespace) -> int:
     wall = time.perf_counter()
     proc = load_procedure(args.procedure)
     params = parse_settings(proc, args.settings)
-    outcome = start_run(proc, params, _lab_options(args, args.sim), progress=not args.no_progress)
+    opts = _lab_options(args, args.sim)
+    with _beside_view(args):
+        outcome = start_run(proc, params, opts, progress=not args.no_progress)
     return _report(outcome, time.perf_counter() - wall)
 
 
@@ -470,7 +500,8 @@ def _queue_run(args: argparse.Namespace, queue: Queue) -> int:
     from qbs_lab.station import load_station
 
     notifier = Notifier(load_station(opts.station).notify)
-    ended = run_queue(queue, start, resume, Catalog(args.data), notify=notifier.send)
+    with _beside_view(args):
+        ended = run_queue(queue, start, resume, Catalog(args.data), notify=notifier.send)
     print(f"queue {ended}")
     _queue_list(queue)
     return {"done": 0, "interrupted": 130, "stopped": 1}[ended]
@@ -563,6 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "runs": _runs,
             "export": _export,
             "queue": _queue,
+            "view": _view,
         }
         code = commands[args.command](args)
         sys.stdout.flush()  # a reader gone before the last lines (`runs | head`): caught below, not at exit

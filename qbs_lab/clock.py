@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import threading
 import time as _time
 import types
@@ -29,6 +30,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "DRIVER_MODULES",
+    "SPEED_ENV",
     "Clock",
     "ClockInUseError",
     "RealClock",
@@ -48,6 +50,11 @@ class Clock(Protocol):
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on this clock."""
         ...
+
+
+#: environment variable: pace the simulated lab of a run (``qbs-lab run --sim``) at this factor over
+#: real time, e.g. 100, to watch a dry run in the live view; the estimate's twin is never paced
+SPEED_ENV = "QBS_LAB_SIM_SPEED"
 
 
 class ClockInUseError(RuntimeError):
@@ -84,14 +91,30 @@ class VirtualClock:
         Seconds one instrument query costs (advanced by the transports through :meth:`tick`). It keeps
         busy-polling loops from spinning forever at a fixed instant, and makes a dry run's duration
         include communication, as at the fridge.
+    speed : float, optional
+        Pace the simulation in wall time: each wait also sleeps ``seconds / speed`` of real time (1 is
+        real time, 100 a hundred times faster), so a dry run can be watched as it goes (the live
+        page, a browser test). None (the default): as fast as the computer goes.
     """
 
     virtual = True
 
-    def __init__(self, start: float = 0.0, io_latency: float = 2e-3) -> None:
+    def __init__(self, start: float = 0.0, io_latency: float = 2e-3, speed: float | None = None) -> None:
         self._t = float(start)
         self.io_latency = float(io_latency)
+        self.speed = speed
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> VirtualClock:
+        """A clock paced by the environment variable ``QBS_LAB_SIM_SPEED`` (a factor over real time),
+        unpaced when it is unset."""
+        text = os.environ.get(SPEED_ENV, "").strip()
+        try:
+            speed = float(text) if text else None
+        except ValueError:
+            speed = None
+        return cls(speed=speed if speed is not None and speed > 0 else None)
 
     def now(self) -> float:
         return self._t
@@ -100,6 +123,8 @@ class VirtualClock:
         if seconds > 0:
             with self._lock:
                 self._t += float(seconds)
+            if self.speed:  # outside the lock: other threads' waits go on meanwhile
+                _time.sleep(seconds / self.speed)
 
     def tick(self) -> None:
         """Advance by one I/O latency (called once per instrument message)."""

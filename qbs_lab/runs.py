@@ -32,7 +32,7 @@ import numpy as np
 from qbs_lab import __version__
 from qbs_lab.actuators import check_plan
 from qbs_lab.analysis.online import OnlineCrossing, format_update
-from qbs_lab.clock import RealClock
+from qbs_lab.clock import RealClock, VirtualClock
 from qbs_lab.interrupt import GuardedClock, StopRequest, catch_sigint
 from qbs_lab.notify import Notifier
 from qbs_lab.plan import AXIS_KINDS, Plan
@@ -164,7 +164,11 @@ def format_estimate(est: Estimate, plan: Plan) -> str:
 def _station(
     config: StationConfig, opts: LabOptions, stop: StopRequest
 ) -> Iterator[tuple[Station, SimLab | None]]:
-    lab = SimLab.from_station(opts.station, seed=opts.seed, scenario=opts.scenario) if opts.sim else None
+    lab = None
+    if opts.sim:  # QBS_LAB_SIM_SPEED paces the run's lab in wall time (to watch it); unset: full speed
+        lab = SimLab.from_station(
+            opts.station, seed=opts.seed, scenario=opts.scenario, clock=VirtualClock.from_env()
+        )
     try:
         if lab is not None and opts.faults is not None:
             lab.load_faults(opts.faults)
@@ -269,7 +273,8 @@ def start_run(
     try:
         with _station(config, opts, stop) as (station, lab):
             notifier = Notifier(config.notify, run_id=run_id, procedure=proc.name)
-            supervisor = Suspenders(station, config.suspenders, station.clock, notify=notifier.send)
+            notify = _logged(notifier.send, RunLog(path))
+            supervisor = Suspenders(station, config.suspenders, station.clock, notify=notify)
             runner = Runner(plan, station, stop=stop, supervisor=supervisor)
             attrs = {
                 "run_id": run_id,
@@ -357,7 +362,8 @@ def resume_run(
     stop = StopRequest()
     with _station(config, opts, stop) as (station, lab):
         notifier = Notifier(config.notify, run_id=run_id, procedure=proc.name)
-        supervisor = Suspenders(station, config.suspenders, station.clock, notify=notifier.send)
+        notify = _logged(notifier.send, RunLog(Path(record.path)))
+        supervisor = Suspenders(station, config.suspenders, station.clock, notify=notify)
         runner = Runner(plan, station, stop=stop, store=store, supervisor=supervisor)
         log = RunLog(Path(record.path))
         ctx = _Context(catalog, run_id, plan, store, log, start, t_offset, est, progress, out, subscribers)
@@ -397,6 +403,29 @@ class RunLog:
             f.write(f"{now_iso()}  {message}\n")
 
 
+def _logged(send: Callable[..., Any], log: RunLog) -> Callable[..., Any]:
+    """``send`` that first writes pauses and recoveries to the run log (the live view reads them)."""
+
+    def notify(event: str, **fields: Any) -> Any:
+        if event in ("suspended", "resumed"):
+            log.write(f"{event}: {fields.get('message', '')}")
+        return send(event, **fields)
+
+    return notify
+
+
+def _estimate_attr(est: Estimate, start: int, t_offset: float) -> str:
+    """The estimate as a store attribute, for readers of a run in progress (the live view's time left
+    and phase split): fridge time per phase [s] and a thinned schedule of [point, expected t [s]]."""
+    n = len(est.schedule)
+    step = max(1, n // 200)
+    marks = sorted({*range(0, n, step), n - 1}) if n else []
+    schedule = [[start + k, round(est.schedule[k] + t_offset, 3)] for k in marks]
+    return _dumps(
+        {"total_s": est.total, "phases": est.phases, "end_s": est.total + t_offset, "schedule": schedule}
+    )
+
+
 def _run(runner: Runner, ctx: _Context) -> RunResult:
     plan, out = ctx.plan, ctx.out or sys.stderr
     bar = None
@@ -433,6 +462,8 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         f"run {ctx.run_id} {plan.procedure}: from point {ctx.start} of {plan.size}"
         + (f", estimated fridge time {format_duration(ctx.est.total)}" if ctx.est else "")
     )
+    if ctx.est is not None:
+        ctx.store.update_attrs(estimate=_estimate_attr(ctx.est, ctx.start, ctx.t_offset))
     if isinstance(runner.supervisor, Suspenders):
         for line in runner.supervisor.summary():
             ctx.log.write(f"watching: {line}")

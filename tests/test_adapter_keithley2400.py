@@ -93,7 +93,7 @@ def test_chaining_and_relative_paths(emu: Keithley2400Emulator, state: LabState)
         (":SENS:CURR:PROT 2", -222),
         (":SENS:CURR:PROT 0.000000", 822),  # what the driver's compliancei sends for 1e-7 A
         (":SENS:CURR:RANG 1e-3", 824),  # above the 105 uA compliance range
-        (":SENS:VOLT:RANG 2", -221),  # sourcing voltage: the source range sets it
+        (":SENS:VOLT:RANG 2", 823),  # sourcing voltage: the source range sets it (source read-back)
         (":OUTP MAYBE", -224),
         (":SOUR:FUNC RES", -224),
         (":SENS:FUNC 'TEMP'", -224),

@@ -69,3 +69,20 @@ def test_one_virtual_clock_at_a_time_and_real_time_restored() -> None:
     outer.__exit__(None, None, None)
     assert (clock.now(), other.now()) == (10.0, 0.0)
     assert pb.time is time
+
+
+def test_sim_speed_from_the_environment_paces_only_when_set(monkeypatch):
+    from qbs_lab.clock import SPEED_ENV, VirtualClock
+
+    for text, speed in (("", None), ("100", 100.0), ("0", None), ("-3", None), ("fast", None)):
+        monkeypatch.setenv(SPEED_ENV, text)
+        assert VirtualClock.from_env().speed == speed
+    monkeypatch.delenv(SPEED_ENV)
+    clock = VirtualClock.from_env()
+    assert clock.speed is None
+    clock.sleep(3600.0)  # unpaced: an hour of virtual time is only a number
+    assert clock.now() == 3600.0
+    monkeypatch.setenv(SPEED_ENV, "1e9")
+    paced = VirtualClock.from_env()
+    paced.sleep(50.0)  # paced (50 ns of wall time here): the virtual time is the same
+    assert paced.now() == 50.0

@@ -63,7 +63,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import yaml
@@ -71,8 +71,9 @@ import yaml
 from qbs_lab.yaml_file import YamlFileError, read_yaml
 
 if TYPE_CHECKING:
+    from qbs_lab.clock import Clock
     from qbs_lab.sim.emulators.base import Emulator
-    from qbs_lab.sim.lab import SimLab
+    from qbs_lab.sim.lab_state import LabState
 
 __all__ = [
     "IO_KINDS",
@@ -496,6 +497,22 @@ class _At:
         raise RuntimeError("a fault's instant cannot wait")
 
 
+class FaultTarget(Protocol):
+    """What faults need of a simulated lab (:class:`~qbs_lab.sim.lab.SimLab` is one): a protocol, so
+    this module does not import the lab that imports it."""
+
+    seed: int
+    clock: Clock
+    state: LabState
+
+    @property
+    def instruments(self) -> list[str]: ...
+
+    def emulator(self, name: str) -> Emulator: ...
+
+    def role_of(self, name: str) -> str | None: ...
+
+
 class FaultInjector:
     """The faults of one :class:`~qbs_lab.sim.lab.SimLab` (``lab.faults``): added, fired, ended, logged.
 
@@ -505,7 +522,7 @@ class FaultInjector:
     after their duration. Each firing and end is in :attr:`log` (``lab.fault_log``).
     """
 
-    def __init__(self, lab: SimLab) -> None:
+    def __init__(self, lab: FaultTarget) -> None:
         self._lab = lab
         self.log: list[FaultEvent] = []
         self._armed: list[_Armed] = []

@@ -34,7 +34,8 @@ import numpy as np
 from qbs_lab.clock import Clock, ClockInUseError, VirtualClock, patch_driver_time
 from qbs_lab.sim.cryostat import CryostatParams
 from qbs_lab.sim.emulators import emulator_for_driver
-from qbs_lab.sim.emulators.base import Emulator, LoggedCommand
+from qbs_lab.sim.emulators.base import Emulator
+from qbs_lab.sim.emulators.command_log import LogView
 from qbs_lab.sim.faults import Fault, FaultEvent, FaultInjector, FaultSchedule
 from qbs_lab.sim.lab_state import LabState
 from qbs_lab.sim.sample import SCENARIOS, scenario_params
@@ -214,9 +215,14 @@ class SimLab:
         self._check(name)
         return self._emulators[name]
 
-    def command_log(self, name: str) -> list[LoggedCommand]:
-        """Every command instrument ``name`` received, in order, with time, reply and error."""
-        return list(self.emulator(name).log)
+    def command_log(self, name: str) -> LogView:
+        """The commands instrument ``name`` received, in order, with time, reply and error.
+
+        A snapshot indexed by arrival (``len()`` counts every command ever received). Memory keeps
+        the most recent ones (see :class:`~qbs_lab.sim.emulators.command_log.CommandLog`); the whole
+        run's counts and limit extremes are on ``lab.emulator(name).log``.
+        """
+        return self.emulator(name).log.snapshot()
 
     @property
     def truth(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 __all__ = ["Pattern", "parse_arguments", "split_header", "split_message"]
 
 _NODE = re.compile(r"(\[?)(:?)([A-Za-z*]*)(#?)(\]?)")
+_HEADER = re.compile(r"(\S+)\s*(.*)\Z", re.DOTALL)
 
 
 def _node_regex(word: str, suffix: bool) -> str:
@@ -89,6 +90,9 @@ class Pattern:
 
 def split_message(message: str) -> list[str]:
     """Split a program message on ``;`` outside of quoted strings; empty parts are dropped."""
+    if ";" not in message:  # the common case, without the character loop
+        message = message.strip()
+        return [message] if message else []
     parts: list[str] = []
     buf: list[str] = []
     quote: str | None = None
@@ -112,7 +116,7 @@ def split_message(message: str) -> list[str]:
 def split_header(command: str) -> tuple[str, str]:
     """Split ``"HEADER args"`` into header and argument text (the first whitespace separates them)."""
     command = command.strip()
-    m = re.match(r"(\S+)\s*(.*)\Z", command, re.DOTALL)
+    m = _HEADER.match(command)
     if m is None:
         return "", ""
     header, rest = m.group(1), m.group(2)

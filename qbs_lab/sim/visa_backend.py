@@ -12,8 +12,12 @@ opened (VI_ERROR_RSRC_NFOUND) and its sessions open at the time die (VI_ERROR_CO
 write and device clear until closed and opened again); a lost reply times out as above (VI_ERROR_TMO);
 a garbled reply arrives as undecodable bytes.
 
-The class deliberately is not called ``SimVisaLibrary``: QCoDeS treats that name as pyvisa-sim and then
-skips real code paths (device clear, the AMI 430 greeting).
+QCoDeS tells VISA backends apart by the library class's name (``VisaInstrument.visabackend``):
+``SimVisaLibrary`` is pyvisa-sim, for which it skips real code paths (device clear, the AMI 430
+greeting); any name it does not know it takes as IVI, logging "Could not determine VISA backend" at
+every lookup (the AMI 430 driver looks it up on every ramp poll). So the class answers to
+``__name__ == "IVIVisaLibrary"``: QCoDeS takes the real-instrument path, silently. Its qualified name
+(``repr``, tracebacks) stays ``QbsLabVisaLibrary``.
 """
 
 from __future__ import annotations
@@ -318,3 +322,7 @@ class QbsLabVisaLibrary(highlevel.VisaLibraryBase):
 
     def unlock(self, session: Any) -> constants.StatusCode:
         return constants.StatusCode.success
+
+
+# QCoDeS reads the class name only (see the module docstring): the name of a real library, IVI's
+QbsLabVisaLibrary.__name__ = "IVIVisaLibrary"

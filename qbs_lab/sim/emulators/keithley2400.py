@@ -1,17 +1,25 @@
 """Keithley 2400 SourceMeter emulator: the gate-voltage source, in the 2400's SCPI command set.
 
 Follows the 2400 Series SourceMeter User's Manual (2400S-900-01), section 18 "SCPI command reference"
-and appendix B "Status and error messages"; command names below are the manual's. What it covers, the
-commands the QCoDeS ``Keithley2400`` driver sends and their neighbours:
+(its command summary tables 18-1 to 18-11 give the *RST defaults used here) and appendix B "Status and
+error messages"; command names below are the manual's. Plain settings are declared in :data:`SETTINGS`
+(path, type, range, reset value); handlers are written where the instrument has behaviour:
 
-- ``*IDN?``, ``*RST`` (also as ``:*RST``, which the driver's ``reset()`` sends), the IEEE-488.2 commands
-- source: ``:SOURce[1]:FUNCtion[:MODE]``, ``:SOURce[1]:<function>[:LEVel][:IMMediate][:AMPLitude]``,
-  ``:RANGe``, ``:RANGe:AUTO``, ``:SOURce[1]:CLEar``; ``:OUTPut[1][:STATe]``
-- measure: ``[:SENSe[1]]:FUNCtion[:ON]``, ``:FUNCtion:OFF``, ``:OFF:ALL``, ``:FUNCtion:CONCurrent``,
-  ``[:SENSe[1]]:<function>[:DC]:PROTection[:LEVel]`` (compliance), ``:PROTection:TRIPped?``,
-  ``:RANGe[:UPPer]``, ``:RANGe:AUTO``, ``:NPLCycles``
-- readings: ``:READ?``, ``:INITiate``, ``:FETCh?``, ``:FORMat:ELEMents``, ``:FORMat[:DATA]``,
-  ``:TRIGger:COUNt``, ``:SYSTem:TIME:RESet``; the error queue ``:SYSTem:ERRor?``.
+- IEEE-488.2: ``*IDN?``, ``*RST`` (also ``:*RST``), ``*CLS``, ``*ESE``, ``*ESR?``, ``*SRE``, ``*STB?``,
+  ``*OPC``, ``*OPC?``, ``*OPT?`` (``0``: no contact-check option), ``*TRG``, ``*WAI``, ``*TST?``
+- source: ``:SOURce[1]:FUNCtion[:MODE]``, ``:<function>[:LEVel][:IMMediate][:AMPLitude]``, ``:RANGe``,
+  ``:RANGe:AUTO``, ``:CLEar[:IMMediate]``, ``:CLEar:AUTO[:MODE]``, ``:DELay``, ``:DELay:AUTO``;
+  ``:OUTPut[1][:STATe]``, ``:OUTPut:SMODe``; ``:ROUTe:TERMinals``
+- measure: ``[:SENSe[1]]:FUNCtion[:ON]``, ``:OFF``, ``:OFF:ALL``, ``:ALL``, ``:CONCurrent``,
+  ``<function>:PROTection[:LEVel]`` (compliance), ``:PROTection:TRIPped?``, ``:RANGe[:UPPer]``,
+  ``:RANGe:AUTO``, ``:NPLCycles``; ``:RESistance:MODE``, ``:OCOMpensated``, ``:RANGe``,
+  ``:RANGe:AUTO``; ``:AVERage[:STATe]``, ``:TCONtrol``, ``:COUNt``
+- readings: ``:READ?``, ``:INITiate``, ``:FETCh?``, ``:MEASure[:<function>]?``,
+  ``:CONFigure:<function>``, ``:FORMat:ELEMents``, ``:FORMat[:DATA]``
+- trigger model: ``:TRIGger:COUNt|DELay|SOURce|ILINe|OLINe|OUTPut|INPut|DIRection|CLEar``,
+  ``:ARM:COUNt|TIMer|SOURce|ILINe|OLINe|OUTPut|DIRection``, ``:ABORt``
+- system: ``:SYSTem:AZERo[:STATe]``, ``:LFRequency[:AUTO]``, ``:RSENse``, ``:PRESet``, ``:BEEPer``,
+  ``:TIME?``, ``:TIME:RESet``, ``:ERRor?``; ``:DISPlay:ENABle``
 
 The ``:SOURce`` root is required here (the manual draws it optional; no driver omits it).
 
@@ -23,11 +31,14 @@ follow the manual's data elements: VOLTage and CURRent carry the measurement whe
 measured, else the programmed source value (for the sourced function) or NAN, +9.91e37; a reading
 beyond a fixed range is the overflow +9.9e37. Numbers are sent as ``+1.050000E-04``.
 
-Errors the manual names: :READ? and :INITiate with the output off raise +803 "Not permitted with
-OUTPUT off" (no reply); a compliance below 0.1 % of the present measure range raises +822 "Too small
-for sense range" and leaves the compliance unchanged; a fixed measure range above the compliance range
-raises +824 "Cannot exceed compliance range". Not emulated: sweeps and lists, source memory, the
-reading buffer (:TRACe), math, limits, the over-voltage protection, the power limit of the 210 V range.
+Errors the manual names: :READ? and :INITiate with the output off (and auto output-off disabled)
+raise +803 "Not permitted with OUTPUT off" (no reply); a compliance below 0.1 % of the present measure
+range raises +822 "Too small for sense range" and leaves the compliance unchanged; a measure range for
+the sourced function raises +823 "Invalid with source read-back on" (its range is the source range);
+a fixed measure range above the compliance range raises +824 "Cannot exceed compliance range"; an arm
+count times trigger count above 2500 raises -222. Not emulated: sweeps and lists, source memory, the
+reading buffer (:TRACe), math and limit tests, the digital filter's effect on noise (its settings are
+kept), the over-voltage protection, the power limit of the 210 V range, waiting for trigger events.
 """
 
 from __future__ import annotations
@@ -36,21 +47,40 @@ import math
 
 from scipy.optimize import brentq
 
-from qbs_lab.sim.emulators.base import CommandError, ScpiEmulator, command, function_commands, to_bool, to_int
-from qbs_lab.sim.emulators.keithley2450 import keyword, number, one_arg, pick_range, short
+from qbs_lab.sim.emulators.base import (
+    CommandError,
+    ScpiEmulator,
+    Setting,
+    command,
+    function_commands,
+    keyword,
+    number,
+    one_arg,
+    short,
+    to_bool,
+    to_int,
+)
+from qbs_lab.sim.emulators.keithley2450 import pick_range
 
-__all__ = ["Keithley2400Emulator"]
+__all__ = ["SETTINGS", "Keithley2400Emulator"]
 
 #: source and measure ranges (full scale, the 5 % over-range included, as the 2400 reports them)
 RANGES = {
     "VOLT": (0.21, 2.1, 21.0, 210.0),
     "CURR": (1.05e-6, 10.5e-6, 105e-6, 1.05e-3, 10.5e-3, 105e-3, 1.05),
 }
+OHMS_RANGES = (21.0, 210.0, 2.1e3, 21e3, 210e3, 2.1e6, 21e6, 210e6)  # auto-ohms ranges
 LEVEL_MAX = {"VOLT": 210.0, "CURR": 1.05}  # largest |source level| and |compliance|
-COMPLIANCE_DEFAULT = {"CURR": 105e-6, "VOLT": 21.0}  # *RST: current compliance, voltage compliance
+#: *RST (tables 18-6, 18-7): source ranges, measure ranges, compliances
+RANGE_DEFAULT = {"VOLT": 21.0, "CURR": 105e-6}
+COMPLIANCE_DEFAULT = {"CURR": 105e-6, "VOLT": 21.0}  # current compliance, voltage compliance
+OHMS_RANGE_DEFAULT = 210e3
+#: auto source delay by current range (manual table 3-4), s
+AUTO_DELAY = {1.05e-6: 3e-3, 10.5e-6: 2e-3}
+AUTO_DELAY_OTHER = 1e-3
 NAN = 9.91e37  # a data element that is neither measured nor sourced
 OVERFLOW = 9.9e37  # a reading beyond a fixed range
-MAX_TRIGGERS = 2500
+MAX_SAMPLES = 2500  # arm count x trigger count
 #: the data elements of :READ? / :FETCh?, always sent in this order whatever order they were given in
 ELEMENTS = ("VOLTage", "CURRent", "RESistance", "TIME", "STATus")
 #: :SENSe:FUNCtion names, as taken (quoted) and as :SENSe:FUNCtion? returns them
@@ -67,6 +97,54 @@ OFLO, FRONT, COMPLIANCE, V_MEAS, I_MEAS, R_MEAS, V_SOUR, I_SOUR, RANGE_COMPLIANC
     1 << 0, 1 << 2, 1 << 3, 1 << 11, 1 << 12, 1 << 13, 1 << 14, 1 << 15, 1 << 16,
 )  # fmt: skip
 
+#: settings *RST leaves alone (the power-on values stay until changed)
+POWER_ON_ONLY = ("line_frequency", "line_frequency_auto", "display")
+_TRIG = ":TRIGger[:SEQuence#]"
+_ARM = ":ARM[:SEQuence#][:LAYer#]"
+_TRIGGER_EVENTS = ("SOURce", "DELay", "SENSe", "NONE")
+_RANGE_ERROR = (-222, "Parameter data out of range")
+
+#: plain settings: (name, SCPI path, type or choices, *RST value [manual table], limits)
+SETTINGS: tuple[Setting, ...] = (
+    # table 18-4 OUTPut; 18-5 ROUTe
+    Setting("output_off_mode", ":OUTPut#:SMODe", ("HIMPedance", "NORMal", "ZERO", "GUARd"), "NORMal"),
+    Setting("terminals", ":ROUTe:TERMinals", ("FRONt", "REAR"), "FRONt"),
+    # table 18-6 SENSe
+    Setting("filter", "[:SENSe#]:AVERage[:STATe]", bool, False),
+    Setting("filter_type", "[:SENSe#]:AVERage:TCONtrol", ("REPeat", "MOVing"), "REPeat"),
+    Setting("filter_count", "[:SENSe#]:AVERage:COUNt", int, 10, 1, 100),
+    Setting("ohms_mode", "[:SENSe#]:RESistance:MODE", ("MANual", "AUTO"), "AUTO"),
+    Setting("ohms_offset_compensated", "[:SENSe#]:RESistance:OCOMpensated", bool, False),
+    Setting("ohms_autorange", "[:SENSe#]:RESistance:RANGe:AUTO", bool, True),
+    # table 18-7 SOURce
+    Setting("auto_output_off", ":SOURce#:CLEar:AUTO", bool, False),
+    Setting("auto_output_off_mode", ":SOURce#:CLEar:AUTO:MODE", ("ALWays", "TCOunt"), "ALWays"),
+    Setting("source_delay_auto", ":SOURce#:DELay:AUTO", bool, True),
+    # table 18-9 SYSTem (line frequency and sensing are not changed by *RST: power-on values)
+    Setting("line_frequency", ":SYSTem:LFRequency", int, 60, 50, 60, allowed=(50, 60)),
+    Setting("line_frequency_auto", ":SYSTem:LFRequency:AUTO", bool, True),
+    Setting("four_wire", ":SYSTem:RSENse", bool, False),
+    Setting("beeper", ":SYSTem:BEEPer:STATe", bool, True),
+    # table 18-2 DISPlay
+    Setting("display", ":DISPlay:ENABle", bool, True),
+    Setting("display_digits", ":DISPlay:DIGits", int, 6, 4, 7),
+    # table 18-11 TRIGger: the arm and trigger layers
+    Setting("arm_source", _ARM + ":SOURce",
+            ("IMMediate", "TLINk", "TIMer", "MANual", "BUS", "NSTest", "PSTest", "BSTest"), "IMMediate"),
+    Setting("arm_timer", _ARM + ":TIMer", float, 0.1, 0.001, 99999.99),
+    Setting("arm_direction", _ARM + "[:TCONfigure]:DIRection", ("SOURce", "ACCeptor"), "ACCeptor"),
+    Setting("arm_input_line", _ARM + "[:TCONfigure]:ILINe", int, 1, 1, 4),
+    Setting("arm_output_line", _ARM + "[:TCONfigure]:OLINe", int, 2, 1, 4),
+    Setting("arm_output", _ARM + "[:TCONfigure]:OUTPut", ("TENTer", "TEXit", "NONE"), ("NONE",), many=True),
+    Setting("trigger_delay", _TRIG + ":DELay", float, 0.0, 0.0, 999.9999),
+    Setting("trigger_source", _TRIG + ":SOURce", ("IMMediate", "TLINk"), "IMMediate"),
+    Setting("trigger_direction", _TRIG + "[:TCONfigure]:DIRection", ("SOURce", "ACCeptor"), "ACCeptor"),
+    Setting("trigger_input_line", _TRIG + "[:TCONfigure]:ILINe", int, 1, 1, 4),
+    Setting("trigger_output_line", _TRIG + "[:TCONfigure]:OLINe", int, 2, 1, 4),
+    Setting("trigger_input", _TRIG + "[:TCONfigure]:INPut", _TRIGGER_EVENTS, ("NONE",), many=True),
+    Setting("trigger_output", _TRIG + "[:TCONfigure]:OUTPut", _TRIGGER_EVENTS, ("NONE",), many=True),
+)  # fmt: skip
+
 # -- function-specific commands: header template ({f} = the function's node), handler, forms ------
 NODES = {"VOLT": "VOLTage", "CURR": "CURRent"}
 FUNCTION_COMMANDS: tuple[tuple[str, dict[str, str], str, str], ...] = (
@@ -77,7 +155,9 @@ FUNCTION_COMMANDS: tuple[tuple[str, dict[str, str], str, str], ...] = (
     ("[:SENSe#]:{f}[:DC]:PROTection:TRIPped", NODES, "_tripped_q", "q"),
     ("[:SENSe#]:{f}[:DC]:RANGe[:UPPer]", NODES, "_sense_range", "sq"),
     ("[:SENSe#]:{f}[:DC]:RANGe:AUTO", NODES, "_sense_autorange", "sq"),
-    ("[:SENSe#]:{f}[:DC]:NPLCycles", NODES, "_nplc", "sq"),
+    ("[:SENSe#]:{f}[:DC]:NPLCycles", {**NODES, "RES": "RESistance"}, "_nplc", "sq"),
+    (":MEASure:{f}", {**NODES, "RES": "RESistance"}, "_measure", "q"),
+    (":CONFigure:{f}", {**NODES, "RES": "RESistance"}, "_configure", "s"),
 )
 
 
@@ -88,24 +168,33 @@ class Keithley2400Emulator(ScpiEmulator):
     idn = "KEITHLEY INSTRUMENTS INC.,MODEL 2400,QBSLAB-SIM,C32   Oct  4 2010 14:20:11/A02  /S/K"
     reply_termination = "\n"
     function_handlers = function_commands(FUNCTION_COMMANDS)
+    settings = SETTINGS
+    options = "0"  # *OPT?: no contact-check option installed
 
     # -- state ------------------------------------------------------------------------------------
     def reset(self) -> None:
-        """*RST defaults: source 0 V (autorange), compliance 105 uA, measure current, output off."""
+        """*RST defaults (manual tables 18-1 to 18-11): source 0 V on the 21 V range (autorange),
+        compliance 105 uA, measure current, output off; the line frequency is kept."""
+        kept = {k: self.setting[k] for k in POWER_ON_ONLY} if hasattr(self, "setting") else {}
         super().reset()
+        self.setting.update(kept)
         self.source_function = "VOLT"
         self.level = {"VOLT": 0.0, "CURR": 0.0}
         self.source_auto = {"VOLT": True, "CURR": True}
-        self.source_range = {"VOLT": 21.0, "CURR": 105e-6}
+        self.source_range = dict(RANGE_DEFAULT)  # autorange moves it when a level is set
         self.compliance = dict(COMPLIANCE_DEFAULT)
         self.sense_auto = {"VOLT": True, "CURR": True}
-        self.sense_fixed = {"VOLT": 21.0, "CURR": 105e-6}  # the range used when autorange is off
-        self.sense_auto_range = {"VOLT": 21.0, "CURR": 105e-6}  # autorange's latest pick
+        self.sense_fixed = dict(RANGE_DEFAULT)  # the range used when autorange is off
+        self.sense_auto_range = dict(RANGE_DEFAULT)  # autorange's latest pick
+        self.ohms_range = OHMS_RANGE_DEFAULT
         self.functions = {"CURR"}  # measure functions on
         self.concurrent = True
         self.nplc = 1.0  # global to all measure functions
         self.output = False
+        self.source_delay = 0.0
+        self.autozero = True
         self.trigger_count = 1
+        self.arm_count = 1
         self.elements = list(ELEMENTS)
         self.time_zero = self.lab.clock.now()
         self.latest: list[tuple[float, ...]] = []  # the readings :FETCh? returns
@@ -140,8 +229,8 @@ class Keithley2400Emulator(ScpiEmulator):
         return float(brentq(lambda v: leak(v) - current, lo, hi, xtol=1e-12))
 
     def _source_range_now(self, f: str) -> float:
-        """The source range in use: the fixed one, or autorange's pick for the level."""
-        return pick_range(RANGES[f], self.level[f]) if self.source_auto[f] else self.source_range[f]
+        """The source range in use (autorange picks it when a level is set)."""
+        return self.source_range[f]
 
     def _sense_range_now(self, f: str) -> float:
         """The measure range in use (the source range for the sourced function)."""
@@ -171,6 +260,9 @@ class Keithley2400Emulator(ScpiEmulator):
     def _fmt(value: float) -> str:
         return f"{value:+.6E}"
 
+    def format_number(self, value: float) -> str:
+        return self._fmt(value)
+
     # -- source -----------------------------------------------------------------------------------
     @command(":SOURce#:FUNCtion[:MODE]")
     def _source_function(self, args: list[str], n: tuple[int, ...]) -> None:
@@ -195,6 +287,8 @@ class Keithley2400Emulator(ScpiEmulator):
         if not self.source_auto[f] and abs(value) > self.source_range[f]:
             raise CommandError(-222, "Parameter data out of range")  # beyond the fixed range
         self.level[f] = value
+        if self.source_auto[f]:
+            self.source_range[f] = pick_range(RANGES[f], value)
         self._push()
         return None
 
@@ -213,8 +307,10 @@ class Keithley2400Emulator(ScpiEmulator):
     def _source_autorange(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         if query:
             return "1" if self.source_auto[f] else "0"
-        self.source_range[f] = self._source_range_now(f)
-        self.source_auto[f] = to_bool(one_arg(args))
+        on = to_bool(one_arg(args))
+        if on and not self.source_auto[f]:
+            self.source_range[f] = pick_range(RANGES[f], self.level[f])
+        self.source_auto[f] = on
         self._push()
         return None
 
@@ -299,9 +395,9 @@ class Keithley2400Emulator(ScpiEmulator):
         ranges = RANGES[f]
         if query:
             return self._fmt(self._sense_range_now(f))
-        value = number(one_arg(args), -ranges[-1], ranges[-1], ranges[-1])
+        value = number(one_arg(args), -ranges[-1], ranges[-1], RANGE_DEFAULT[f])
         if f == self.source_function:
-            raise CommandError(-221, "Settings conflict")  # the source range sets it
+            raise CommandError(823, "Invalid with source read-back on")  # the source range sets it
         new = pick_range(ranges, value)
         if new > pick_range(ranges, self.compliance[f]):
             raise CommandError(824, "Cannot exceed compliance range")
@@ -311,10 +407,8 @@ class Keithley2400Emulator(ScpiEmulator):
 
     def _sense_autorange(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
         if query:
-            return "1" if self.sense_auto[f] and f != self.source_function else "0"
-        on = to_bool(one_arg(args))
-        if on and f == self.source_function:
-            raise CommandError(-221, "Settings conflict")
+            return "1" if self.sense_auto[f] else "0"
+        on = to_bool(one_arg(args))  # for the sourced function it takes effect once it is measured only
         if not on and self.sense_auto[f]:
             self.sense_fixed[f] = self.sense_auto_range[f]  # stays on autorange's pick
         self.sense_auto[f] = on
@@ -322,26 +416,106 @@ class Keithley2400Emulator(ScpiEmulator):
         return None
 
     def _nplc(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str | None:
+        """The integration time, global to all functions (0.01 to 10 line cycles, *RST 1)."""
         if query:
-            return self._fmt(self.nplc)
+            return self._fmt(number(args[0], 0.01, 10.0, 1.0) if args else self.nplc)
         self.nplc = number(one_arg(args), 0.01, 10.0, 1.0)
         return None
 
-    @command("[:SENSe#]:RESistance:NPLCycles")
-    def _nplc_res(self, args: list[str], n: tuple[int, ...]) -> None:
-        self._nplc("RES", args, n, False)
+    @command("[:SENSe#]:FUNCtion:ALL")
+    def _function_all(self, args: list[str], n: tuple[int, ...]) -> None:
+        """Every measure function on (concurrent measurements)."""
+        self.concurrent = True
+        self.functions = set(SENSE_REPLY)
 
-    @command("[:SENSe#]:RESistance:NPLCycles?")
-    def _nplc_res_q(self, args: list[str], n: tuple[int, ...]) -> str:
-        return self._fmt(self.nplc)
+    @command("[:SENSe#]:RESistance:RANGe[:UPPer]")
+    def _ohms_range(self, args: list[str], n: tuple[int, ...]) -> None:
+        """The auto-ohms range for the expected resistance (0 to 2.1e8); autorange off."""
+        value = number(one_arg(args), 0.0, OHMS_RANGES[-1], OHMS_RANGE_DEFAULT)
+        self.ohms_range = pick_range(OHMS_RANGES, value)
+        self.setting["ohms_autorange"] = False
+
+    @command("[:SENSe#]:RESistance:RANGe[:UPPer]?")
+    def _ohms_range_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        if args:
+            return self._fmt(number(one_arg(args), 0.0, OHMS_RANGES[-1], OHMS_RANGE_DEFAULT))
+        return self._fmt(self.ohms_range)
+
+    # -- source delay -----------------------------------------------------------------------------
+    def _auto_delay(self) -> float:
+        """The auto source delay for the present current range (manual table 3-4)."""
+        return AUTO_DELAY.get(self._sense_range_now("CURR"), AUTO_DELAY_OTHER)
+
+    @command(":SOURce#:DELay")
+    def _delay(self, args: list[str], n: tuple[int, ...]) -> None:
+        """A manual source delay (0 to 999.9999 s) turns auto delay off."""
+        self.source_delay = number(one_arg(args), 0.0, 999.9999, 0.0)
+        self.setting["source_delay_auto"] = False
+
+    @command(":SOURce#:DELay?")
+    def _delay_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        """With auto delay on, the delay in use: what a 2400 answers after *RST is 1 ms, not 0."""
+        if args:
+            return self._fmt(number(one_arg(args), 0.0, 999.9999, 0.0))
+        return self._fmt(self._auto_delay() if self.setting["source_delay_auto"] else self.source_delay)
+
+    # -- trigger model ----------------------------------------------------------------------------
+    def _count(self, args: list[str], other: int) -> int:
+        """An arm or trigger count: 1 to 2500 (INFinite for the arm layer is not emulated); the
+        product of the two counts may not exceed 2500."""
+        arg = one_arg(args)
+        count = MAX_SAMPLES if arg.strip().upper() in ("MAX", "MAXIMUM") else to_int(arg)
+        if arg.strip().upper() in ("MIN", "MINIMUM", "DEF", "DEFAULT"):
+            count = 1
+        if not 1 <= count <= MAX_SAMPLES or count * other > MAX_SAMPLES:
+            raise CommandError(-222, "Parameter data out of range")
+        return count
+
+    @command(":ARM[:SEQuence#][:LAYer#]:COUNt")
+    def _arm_count(self, args: list[str], n: tuple[int, ...]) -> None:
+        self.arm_count = self._count(args, self.trigger_count)
+
+    @command(":ARM[:SEQuence#][:LAYer#]:COUNt?")
+    def _arm_count_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        return str(self.arm_count)
+
+    @command(":ABORt")
+    @command(":TRIGger[:SEQuence#]:CLEar")
+    def _abort(self, args: list[str], n: tuple[int, ...]) -> None:
+        """Back to idle / clear latched input triggers: the emulator is always idle between commands."""
+
+    # -- system -----------------------------------------------------------------------------------
+    @command(":SYSTem:AZERo[:STATe]")
+    def _autozero(self, args: list[str], n: tuple[int, ...]) -> None:
+        """ON, OFF, or ONCE (one zero now, the state unchanged)."""
+        arg = one_arg(args)
+        if arg.strip().upper() != "ONCE":
+            self.autozero = to_bool(arg)
+
+    @command(":SYSTem:AZERo[:STATe]?")
+    def _autozero_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        return "1" if self.autozero else "0"
+
+    @command(":SYSTem:PRESet")
+    def _preset(self, args: list[str], n: tuple[int, ...]) -> None:
+        self.reset()
+
+    @command(":SYSTem:BEEPer[:IMMediate]")
+    def _beep(self, args: list[str], n: tuple[int, ...]) -> None:
+        """A beep: frequency 65 Hz to 2 MHz, duration 0 to 7.9 s."""
+        if len(args) != 2:
+            raise CommandError(-109 if len(args) < 2 else -108, "Missing parameter")
+        number(args[0], 65.0, 2e6, 65.0)
+        number(args[1], 0.0, 7.9, 0.0)
+
+    @command(":SYSTem:TIME?")
+    def _time_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        return self._fmt((self.lab.clock.now() - self.time_zero) % TIMER_WRAP)
 
     # -- readings ---------------------------------------------------------------------------------
     @command(":TRIGger[:SEQuence#]:COUNt")
     def _trigger_count(self, args: list[str], n: tuple[int, ...]) -> None:
-        count = to_int(one_arg(args))
-        if not 1 <= count <= MAX_TRIGGERS:
-            raise CommandError(-222, "Parameter data out of range")
-        self.trigger_count = count
+        self.trigger_count = self._count(args, self.arm_count)
 
     @command(":TRIGger[:SEQuence#]:COUNt?")
     def _trigger_count_q(self, args: list[str], n: tuple[int, ...]) -> str:
@@ -409,9 +583,18 @@ class Keithley2400Emulator(ScpiEmulator):
         return OVERFLOW if abs(value) > self._sense_range_now(f) else value
 
     def _take_readings(self) -> None:
-        if not self.output:
+        """Arm count x trigger count source-measure cycles. With auto output-off the output turns on
+        for them and off after; without, it must be on already."""
+        auto_off = self.setting["auto_output_off"]
+        if not self.output and not auto_off:
             raise CommandError(803, "Not permitted with OUTPUT off")
-        self.latest = [self._reading() for _ in range(self.trigger_count)]
+        self.output = True
+        try:
+            self.latest = [self._reading() for _ in range(self.arm_count * self.trigger_count)]
+        finally:
+            if auto_off:
+                self.output = False
+                self._push()
 
     def _format_readings(self) -> str:
         picked = [ELEMENTS.index(e) for e in self.elements]
@@ -430,6 +613,32 @@ class Keithley2400Emulator(ScpiEmulator):
     @command(":INITiate[:IMMediate]")
     def _initiate(self, args: list[str], n: tuple[int, ...]) -> None:
         self._take_readings()
+
+    def _configure(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> None:
+        """:CONFigure:<function>: that function alone, measured (concurrent measurements off)."""
+        self.concurrent = False
+        self.functions = {f}
+        if f != self.source_function:
+            self.sense_auto[f] = True
+        if f == "RES":
+            self.setting["ohms_offset_compensated"] = False
+
+    @command(":CONFigure?")
+    def _configure_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        return ",".join(SENSE_REPLY[f] for f in SENSE_REPLY if f in self.functions) or '""'
+
+    def _measure(self, f: str, args: list[str], n: tuple[int, ...], query: bool) -> str:
+        """:MEASure:<function>? = :CONFigure:<function>, output on (it stays on), :READ?."""
+        self._configure(f, args, n, False)
+        self.output = True
+        self._push()
+        return self._read(args, n)
+
+    @command(":MEASure?")
+    def _measure_q(self, args: list[str], n: tuple[int, ...]) -> str:
+        self.output = True
+        self._push()
+        return self._read(args, n)
 
     @command(":FETCh?")
     def _fetch(self, args: list[str], n: tuple[int, ...]) -> str:

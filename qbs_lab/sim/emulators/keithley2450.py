@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,6 +38,10 @@ from qbs_lab.sim.emulators.base import (
     ScpiEmulator,
     command,
     function_commands,
+    keyword,
+    number,
+    one_arg,
+    short,
     to_bool,
     to_float,
 )
@@ -79,48 +83,9 @@ EPOCH = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
 VOLTAGE_NOISE = 5e-6  # rms voltage-measurement noise, as a fraction of the range
 
 
-def keyword(arg: str, words: Iterable[str]) -> str:
-    """The manual's word (e.g. ``"FRONt"``) of which ``arg`` is the short or long form, any case."""
-    a = arg.strip().upper()
-    for word in words:
-        short = "".join(c for c in word if c.isupper() or c.isdigit())
-        if a in (word.upper(), short):
-            return word
-    raise CommandError(-224, "Illegal parameter value")
-
-
-def short(word: str) -> str:
-    """The short form of a manual word: ``"FRONt"`` -> ``"FRON"``."""
-    return "".join(c for c in word if c.isupper() or c.isdigit())
-
-
 def pick_range(ranges: tuple[float, ...], value: float, overrange: float = 1.0) -> float:
     """The smallest range whose full scale (times ``overrange``) holds ``|value|``, else the top."""
     return next((r for r in ranges if abs(value) <= r * overrange), ranges[-1])
-
-
-def one_arg(args: list[str]) -> str:
-    if not args:
-        raise CommandError(-109, "Missing parameter")
-    if len(args) > 1:
-        raise CommandError(-108, "Parameter not allowed")
-    return args[0]
-
-
-def number(arg: str, lo: float, hi: float, default: float, magnitude: bool = False) -> float:
-    """A numeric parameter in [lo, hi] (its magnitude if ``magnitude``); MINimum, MAXimum and
-    DEFault are accepted."""
-    word = arg.strip().upper()
-    if word in ("MIN", "MINIMUM"):
-        return lo
-    if word in ("MAX", "MAXIMUM"):
-        return hi
-    if word in ("DEF", "DEFAULT"):
-        return default
-    value = abs(to_float(arg)) if magnitude else to_float(arg)
-    if not lo <= value <= hi:
-        raise CommandError(-222, "Parameter data out of range")
-    return value
 
 
 @dataclass
@@ -241,6 +206,7 @@ class Keithley2450Emulator(ScpiEmulator):
 
     model = "Keithley 2450"
     idn = "KEITHLEY INSTRUMENTS,MODEL 2450,QBSLAB-SIM,1.7.12b"
+    options = "0"  # *OPT?: accepted, answers 0 (no contact check; reference manual, appendix D)
     reply_termination = "\n"
     function_handlers = function_commands(FUNCTION_COMMANDS)
     language = "SCPI"  # *LANG? (QCoDeS needs SCPI; TSP and SCPI2400 are the others)

@@ -116,6 +116,9 @@ class Lakeshore372Emulator(Emulator):
 
     model = "Lakeshore 372"
     idn = "LSCI,MODEL372,LSA1ZZZ,1.4"
+    #: the manual's common commands: *CLS, *ESE, *ESR?, *IDN?, *OPC, *OPC?, *RST, *SRE, *STB?, *TST?,
+    #: *WAI; no *TRG (nor *OPT?)
+    lacks = frozenset({"*TRG"})
     reply_termination = "\r\n"
 
     def reset(self) -> None:

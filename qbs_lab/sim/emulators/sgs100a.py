@@ -140,6 +140,7 @@ class SGS100AEmulator(ScpiEmulator):
 
     model = "R&S SGS100A"
     idn = "Rohde&Schwarz,SGS100A,1416.0505k02/114000,4.2.76.0-4.30.046.295"
+    options = "SGS-B106V"  # *OPT?: the installed options (here: 6 GHz, I/Q modulation)
     reply_termination = "\n"
 
     def reset(self) -> None:

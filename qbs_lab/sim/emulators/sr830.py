@@ -120,6 +120,10 @@ def _int_setting(attr: str, hi: int, name: str) -> tuple[Handler, Handler]:
 class SR830Emulator(Emulator):
     """The SR830 lock-in on the simulated lab's ``lab.lockin`` (see the module docstring)."""
 
+    #: the manual's status commands are *CLS, *ESE, *ESR?, *SRE, *STB?, *PSC (and *IDN?, *RST); its
+    #: trigger is TRIG. It has no *OPC, *OPC?, *WAI, *TST?, *TRG or *OPT?: an unknown command to it.
+    lacks = frozenset({"*OPC", "*OPC?", "*WAI", "*TST?", "*TRG"})
+
     model: ClassVar[str] = "SR830"
     idn: ClassVar[str] = "Stanford_Research_Systems,SR830,s/n00111,ver1.07"
     reply_termination: ClassVar[str] = "\n"
@@ -185,8 +189,9 @@ class SR830Emulator(Emulator):
             self.last_reply_binary = False
             replies: list[str] = []
             for part in split_message(message.strip("\r\n")):
+                self._matched = ""
                 reply, error, _ = self._run(part, "")
-                self.log.append(LoggedCommand(self.lab.clock.now(), part, reply, error))
+                self.log.append(LoggedCommand(self.lab.clock.now(), part, reply, error), self._matched)
                 if reply is not None:
                     replies.append(reply)
             return self.reply_termination.join(replies) if replies else None
@@ -365,12 +370,6 @@ class SR830Emulator(Emulator):
     @command("LIAS?")
     def _lias_q(self, args: list[str], n: tuple[int, ...]) -> str:
         return self._read_register("lias", args)
-
-    # the SR830 has no *OPC, *OPC?, *WAI or *TST?: these names, without a pattern, hide the base's
-    def _opc(self, args: list[str], n: tuple[int, ...]) -> None:
-        raise CommandError(-113, "Undefined header")
-
-    _opc_q = _wai = _tst = _opc
 
     # -- reference and phase ---------------------------------------------------------------------
     def _detection_frequency(self) -> float:
