@@ -60,12 +60,6 @@ def _seed(text: str) -> int:
     return value
 
 
-def _run_id(text: str) -> str:
-    if not (text.isascii() and text.isdigit()):  # "²".isdigit() is True: ASCII digits only
-        raise argparse.ArgumentTypeError(f"{text!r} is not a run id (a whole number: qbs-lab runs)")
-    return text
-
-
 def _port(text: str) -> int:
     value = int(text) if text.isdigit() else -1
     if not 1024 <= value <= 65000:
@@ -140,11 +134,11 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     runs.add_argument("--limit", type=int, default=20, help="newest N runs (default: %(default)s)")
     resume = sub.add_parser("resume", help="continue a run from its first unmeasured point")
-    resume.add_argument("run_id", type=_run_id, help="the run's id (qbs-lab runs)")
+    resume.add_argument("run_id", help="the run's id (qbs-lab runs)")
     resume.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     resume.add_argument("--no-progress", action="store_true", help="no progress line")
     export = sub.add_parser("export", help="write a run's dataset as netCDF")
-    export.add_argument("run_id", type=_run_id, help="the run's id (qbs-lab runs)")
+    export.add_argument("run_id", help="the run's id (qbs-lab runs)")
     export.add_argument("--netcdf", action="store_true", required=True, help="as a netCDF file")
     export.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     export.add_argument("-o", "--output", help="file to write (default: beside the store, .nc)")
@@ -577,6 +571,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if found is not None and not found.is_dir():
             where = "is a file" if found == Path(data) else f"is under {found}, a file"
             print(f"qbs-lab: error: --data {data}: {where}, not a data directory", file=sys.stderr)
+            return 2
+        run_id = getattr(args, "run_id", None)
+        if run_id is not None and not (run_id.isascii() and run_id.isdigit()):  # "²".isdigit() is True
+            print(
+                f"qbs-lab: error: {run_id!r} is not a run id (a whole number, as `qbs-lab runs` lists)",
+                file=sys.stderr,
+            )
             return 2
         if args.command == "demo":
             return _demo(args)
