@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import sys
 import threading
 import warnings
@@ -41,6 +42,7 @@ from qbs_lab.analysis.report import AnalysisInputError
 from qbs_lab.clock import RealClock
 from qbs_lab.diagnostics import log_traceback, route_library_logging
 from qbs_lab.drivers.errors import RoleError
+from qbs_lab.lock import LockError, set_command
 from qbs_lab.procedure import ProcedureError
 from qbs_lab.queue import Queue, QueueError
 from qbs_lab.runs import LabOptions, PlanError, RunOutcome
@@ -49,6 +51,7 @@ from qbs_lab.sim.lab import SimLab, SimLabError
 from qbs_lab.sim.sample import SCENARIOS
 from qbs_lab.station import StationError
 from qbs_lab.store import CatalogError, RunStoreError
+from qbs_lab.store.space import DiskFull, InsufficientSpace
 
 __all__ = ["main"]
 
@@ -133,6 +136,11 @@ def _parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="the catalog of runs")
     runs.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     runs.add_argument("--limit", type=int, default=20, help="newest N runs (default: %(default)s)")
+    runs.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="make the catalog anew from the run stores on disk (the old file is kept aside)",
+    )
     resume = sub.add_parser("resume", help="continue a run from its first unmeasured point")
     resume.add_argument("run_id", help="the run's id (qbs-lab runs)")
     resume.add_argument("--data", default="data", help="data directory (default: %(default)s)")
@@ -185,6 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     crossing.add_argument("--x", default="B", help="the swept dimension: B or V_g (default: %(default)s)")
     crossing.add_argument("--over", default="T", help="the isotherms' dimension (default: %(default)s)")
     crossing.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    crossing.add_argument(
+        "--at", metavar="NAME=VALUE", help="one slice of a phase diagram, e.g. --at V_g=15 (default: all)"
+    )
     view = sub.add_parser("view", help="a read-only web page following the runs and the queue live")
     view.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     view.add_argument("--port", type=_port, default=8642, help="TCP port (default: %(default)s)")
@@ -211,10 +222,10 @@ def _beside_view(args: argparse.Namespace) -> contextlib.AbstractContextManager[
 def _analyze_crossing(args: argparse.Namespace) -> int:
     import json
 
-    from qbs_lab.analysis.report import analyze_crossing, format_report
+    from qbs_lab.analysis.report import analyze_crossing, format_report, parse_at
 
-    result, plots = analyze_crossing(args.path, x=args.x, over=args.over)
-    print(json.dumps(result, allow_nan=False) if args.json else format_report(result, args.x, plots))
+    result, plots, analyses = analyze_crossing(args.path, x=args.x, over=args.over, at=parse_at(args.at))
+    print(json.dumps(result, allow_nan=False) if args.json else format_report(analyses, args.x, plots))
     return 0
 
 
@@ -262,7 +273,10 @@ def _report(outcome: RunOutcome, wall: float) -> int:
     from qbs_lab.progress import format_duration
 
     result = outcome.result
-    print(f"run {outcome.run_id} {result.status}: {outcome.path}")
+    path = Path(outcome.path)
+    with contextlib.suppress(ValueError):  # shown as typed: relative to here when it is below here
+        path = path.relative_to(Path.cwd())
+    print(f"run {outcome.run_id} {result.status}: {path}")
     print(f"  {outcome.summary}")
     fridge = f"fridge time {format_duration(result.duration)}"
     if outcome.estimate is not None:
@@ -284,9 +298,18 @@ def _report(outcome: RunOutcome, wall: float) -> int:
         print(f"  simulated sample's truth: V_gc = {t['V_gc']:.3f} V, R_c = {t['R_c_gate']:.0f} Ohm at B = 0")
     for failure in result.park_failures:
         print(f"qbs-lab: warning: could not park: {failure}", file=sys.stderr)
+    if outcome.unrecorded:
+        print(f"qbs-lab: warning: run {outcome.run_id}: {outcome.unrecorded}", file=sys.stderr)
     if result.status == "completed":
         return 0
     print(f"qbs-lab: run {outcome.run_id} {result.status}: {result.message}", file=sys.stderr)
+    if (result.message or "").startswith("no space left on device"):
+        print(
+            f"  free some space, then continue with: qbs-lab resume {outcome.run_id}"
+            " (points not yet on disk are measured again)",
+            file=sys.stderr,
+        )
+        return 1
     print(f"  every measured point is kept; continue with: qbs-lab resume {outcome.run_id}", file=sys.stderr)
     return 130 if result.status == "interrupted" else 1
 
@@ -318,9 +341,20 @@ def _procedures(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from qbs_lab.lock import data_lock, hold
+    from qbs_lab.runs import reconcile
     from qbs_lab.store import Catalog, RunStore
 
-    records = Catalog(args.data).runs(args.limit)
+    if args.rebuild:
+        return _rebuild(args)
+    catalog = Catalog(args.data)
+    records = catalog.runs(args.limit)
+    if any(r.status == "running" for r in records):  # a run that could not write its end (a full disk)
+        with (
+            contextlib.suppress(LockError),  # a runner is at work: its runs are its business
+            hold(data_lock(args.data), f"the data directory {args.data}", note=False),
+        ):
+            records = [reconcile(catalog, r) for r in records]
     if not records:
         print(f"no runs in {args.data}")
         return 0
@@ -334,6 +368,24 @@ def _runs(args: argparse.Namespace) -> int:
         print(
             f"{r.run_id:>4}  {r.procedure:<18} {r.state:<11} {done:>5}/{r.points:<5}  {r.created:<25} {lab}"
         )
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from qbs_lab.lock import data_lock, hold
+    from qbs_lab.store.rebuild import rebuild_catalog
+
+    with hold(data_lock(args.data), f"the data directory {args.data}"):
+        report = rebuild_catalog(args.data)
+    print(f"rebuilt the catalog of {args.data} from {len(report.runs)} run stores")
+    if report.moved_aside is not None:
+        print(f"  the old catalog is kept as {report.moved_aside}")
+    if report.queue_items:
+        print(f"  the queue's {report.queue_items} items were copied over")
+    elif report.queue_items is None:
+        print("  the old catalog's queue could not be read: load tonight's plan again (qbs-lab queue load)")
+    for problem in report.unreadable:
+        print(f"qbs-lab: warning: not in the catalog: {problem}", file=sys.stderr)
     return 0
 
 
@@ -491,11 +543,16 @@ def _queue_run(args: argparse.Namespace, queue: Queue) -> int:
         return outcome
 
     from qbs_lab.notify import Notifier
+    from qbs_lab.runs import runner_locks
     from qbs_lab.station import load_station
 
     notifier = Notifier(load_station(opts.station).notify)
-    with _beside_view(args):
-        ended = run_queue(queue, start, resume, Catalog(args.data), notify=notifier.send)
+    # an item's own problem fails that item and the queue goes on; the station's or the disk's stop it
+    cannot_run = (PlanError, ProcedureError, QueueError, CatalogError, RunStoreError)
+    with runner_locks(opts.data_dir, None if opts.sim else opts.station), _beside_view(args):
+        ended = run_queue(
+            queue, start, resume, Catalog(args.data), notify=notifier.send, cannot_run=cannot_run
+        )
     print(f"queue {ended}")
     _queue_list(queue)
     return {"done": 0, "interrupted": 130, "stopped": 1}[ended]
@@ -507,7 +564,9 @@ def _station_check(args: argparse.Namespace) -> int:
 
     config = load_station(args.path)
     if not args.sim:
-        with config.connect() as st:
+        from qbs_lab.lock import hold, station_lock
+
+        with hold(station_lock(args.path), f"the station {args.path}"), config.connect() as st:
             print(f"station {args.path}: the instruments")
             print_station_check(st)
         return 0
@@ -564,6 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*does not correctly pass kwargs.*")
     route_library_logging()  # QCoDeS's own tracebacks go to the log file, not the terminal
     args = _parser().parse_args(argv)
+    set_command(shlex.join(["qbs-lab", *(sys.argv[1:] if argv is None else argv)]))
     try:
         data = getattr(args, "data", None)
         # the data directory, or the nearest of its parents that exists, must be a directory
@@ -612,6 +672,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"qbs-lab: error: {problem}", file=sys.stderr)
         return 2
     except (RoleError, AnalysisInputError, ProcedureError, CatalogError, RunStoreError) as err:
+        print(f"qbs-lab: error: {err}", file=sys.stderr)
+        return 2
+    except (LockError, InsufficientSpace, DiskFull) as err:
         print(f"qbs-lab: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -124,6 +124,7 @@ class Axis:
     long_name: str = ""
 
     def __post_init__(self) -> None:
+        _check_name(self.name, "axis")
         values = tuple(float(v) for v in self.values)
         object.__setattr__(self, "values", values)
         if not values:
@@ -148,6 +149,20 @@ class Measurement:
     getter: Callable[[], float]
     units: str = ""
     long_name: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.name, "measurement")
+        if self.name == "t":
+            raise ValueError("measurement name 't' is taken: every run stores its time as t")
+
+
+def _check_name(name: object, what: str) -> None:
+    """Axis and variable names name files in the store: identifiers only, never a path."""
+    if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+        raise ValueError(
+            f"{what} name {name!r} is not an identifier (ASCII letters, digits and _, not starting with"
+            " a digit): it names a folder of the run's store"
+        )
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ simulation it is fridge time), which is what ``qbs-lab estimate`` reports.
 
 A stop request (Ctrl-C, :mod:`qbs_lab.interrupt`) ends the run at the next safe point with status
 ``interrupted``; a safety fault (leakage, quench, limit, a temperature that will not stabilize) or any
-other error ends it ``aborted`` with the reason. Either way every measured point is in the store, and
-the gate, magnet and RF source are returned to the station's safe state (:func:`actuators.park`); a
-completed run parks too unless the plan says ``park=False``.
+other error ends it ``aborted`` with the reason. Either way the gate, magnet and RF source are first
+returned to the station's safe state (:func:`actuators.park`; a completed run parks too unless the plan
+says ``park=False``), and only then is the store flushed: a flush that fails (a full disk) can no longer
+keep the instruments from parking; it ends the run ``aborted`` with ``no space left on device (path)``.
 
 A :class:`Supervisor` (the suspenders) is asked after every point whether the lab is fit, and about any
 error raised while setting or reading. Its :class:`Trip` names a policy: ``pause`` waits for recovery
@@ -41,6 +42,7 @@ from qbs_lab.interrupt import RunInterrupted, StopRequest
 from qbs_lab.plan import Plan
 from qbs_lab.station import Station
 from qbs_lab.store.run_store import RunStore
+from qbs_lab.store.space import storage_reason
 from qbs_lab.trips import Supervisor, Trip, Tripped
 
 __all__ = [
@@ -241,21 +243,28 @@ class Runner:
             result.status, result.message = "interrupted", "stopped by Ctrl-C"
         except SafetyError as err:
             result.status, result.message = "aborted", f"{type(err).__name__}: {err}"
-        except Exception as err:  # an instrument that stopped answering, a driver error: recorded
-            result.status, result.message = "aborted", f"{type(err).__name__}: {err}"
+        except Exception as err:  # an instrument that stopped answering, a driver error, a full disk
+            where = self.store.path if self.store is not None else "."
+            result.status, result.message = "aborted", storage_reason(err, where)
         finally:
-            if self.store is not None:
-                self.store.flush()
+            # park first: the instruments go safe before any storage I/O that can fail (a full disk)
             if self.stabilizer is not None:
                 result.stabilization = list(self.stabilizer.outcomes)
-            if self.station is not None and (plan.park or result.status != "completed"):
-                stop.parking = True
-                t0 = clock.now()
-                try:
-                    result.park_failures = park(self.station, fault=result.status != "completed")
-                finally:
-                    stop.parking = False
-                    phases["park"] += clock.now() - t0
+            try:
+                if self.station is not None and (plan.park or result.status != "completed"):
+                    stop.parking = True
+                    t0 = clock.now()
+                    try:
+                        result.park_failures = park(self.station, fault=result.status != "completed")
+                    finally:
+                        stop.parking = False
+                        phases["park"] += clock.now() - t0
+            finally:
+                if self.store is not None:
+                    try:
+                        self.store.flush()
+                    except Exception as err:  # the points not yet on disk are lost; resume measures them
+                        result.status, result.message = "aborted", storage_reason(err, self.store.path)
         return result
 
     def _handle(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -30,10 +31,11 @@ from typing import Any, TextIO
 import numpy as np
 
 from qbs_lab import __version__
-from qbs_lab.actuators import check_plan
+from qbs_lab.actuators import STATION_VARIABLES, check_plan
 from qbs_lab.analysis.online import OnlineCrossing, format_update
 from qbs_lab.clock import RealClock, VirtualClock
 from qbs_lab.interrupt import GuardedClock, StopRequest, catch_sigint
+from qbs_lab.lock import data_lock, hold, station_lock
 from qbs_lab.notify import Notifier
 from qbs_lab.plan import AXIS_KINDS, Plan
 from qbs_lab.procedure import Procedure, load_procedure, parameters_from_dict
@@ -41,8 +43,10 @@ from qbs_lab.progress import ESTIMATE_PROGRESS_POINTS, Progress, WorkProgress, f
 from qbs_lab.runner import PHASES, Runner, RunResult, Subscriber, first_unmeasured
 from qbs_lab.sim.lab import SimLab
 from qbs_lab.station import Station, StationConfig, StationError, load_station
-from qbs_lab.store.catalog import Catalog, now_iso
-from qbs_lab.store.run_store import RunStore
+from qbs_lab.store.catalog import Catalog, CatalogError, RunRecord, now_iso
+from qbs_lab.store.end_record import EndRecord
+from qbs_lab.store.run_store import RunStore, RunStoreError
+from qbs_lab.store.space import check_free_space, disk_full, storage_reason
 from qbs_lab.suspenders import Suspenders
 
 __all__ = [
@@ -52,7 +56,9 @@ __all__ = [
     "RunOutcome",
     "estimate_plan",
     "format_estimate",
+    "reconcile",
     "resume_run",
+    "runner_locks",
     "start_run",
 ]
 
@@ -100,6 +106,7 @@ class RunOutcome:
     lab_truth: dict[str, Any] = field(default_factory=dict)
     online: list[dict[str, Any]] = field(default_factory=list)  # the crossing updates, last is newest
     checks: dict[str, Any] | None = None  # the procedure's own verdict (Procedure.analyze)
+    unrecorded: str | None = None  # what of the run's end could not be written (a full disk)
 
 
 # -- estimate ------------------------------------------------------------------------------------------
@@ -221,7 +228,35 @@ class _CatalogProgress:
             self.catalog.update(self.run_id, done=k + 1)
 
 
-# -- running -------------------------------------------------------------------------------------------
+# -- running ---------------------------------------------------------------------------------------------
+@contextmanager
+def runner_locks(data_dir: Path, station: Path | None) -> Iterator[None]:
+    """One lab, one runner: the data directory's lock and, at the instruments (``station`` given), the
+    station's; raises :class:`~qbs_lab.lock.LockError` at once if another process holds either."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(hold(data_lock(data_dir), f"the data directory {data_dir}"))
+        if station is not None:
+            stack.enter_context(hold(station_lock(station), f"the station {station}"))
+        yield
+
+
+def store_bytes(plan: Plan) -> int:
+    """Room a run needs [bytes]: its store (float64 per variable and point, twice over for the chunk
+    being replaced and chunk padding), its log, end record, catalog row and the catalog's WAL."""
+    variables = (len(plan.measurements) or len(STATION_VARIABLES)) + 1
+    return 2 * 8 * variables * plan.size + (512 << 10)
+
+
+def procedure_hash(source: str | None) -> str | None:
+    """SHA-256 of a user's procedure file (None for a built-in procedure)."""
+    if source is None:
+        return None
+    try:
+        return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def start_run(
     proc: Procedure,
     params: Any,
@@ -242,6 +277,25 @@ def start_run(
     problems = check_plan(plan, config)
     if problems:
         raise PlanError([f"{opts.station}: outside the station's limits: {p}" for p in problems])
+    with runner_locks(opts.data_dir, None if opts.sim else opts.station):
+        return _start_locked(
+            proc, params, plan, config, opts, out, progress, estimate, subscribers, on_created
+        )
+
+
+def _start_locked(
+    proc: Procedure,
+    params: Any,
+    plan: Plan,
+    config: StationConfig,
+    opts: LabOptions,
+    out: TextIO | None,
+    progress: bool,
+    estimate: bool,
+    subscribers: Sequence[Subscriber],
+    on_created: Callable[[str], None] | None,
+) -> RunOutcome:
+    check_free_space(opts.data_dir, store_bytes(plan))
     est = None
     if estimate and opts.sim:  # at the fridge the twin may lack an emulator: then progress goes by rate
         est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario)
@@ -267,10 +321,11 @@ def start_run(
         seed=opts.seed if opts.sim else None,
         parameters=dataclasses.asdict(params),
     )
-    path = opts.data_dir / date.today().isoformat() / f"{run_id}-{proc.name}.zarr"
-    catalog.update(run_id, path=str(path))
+    # absolute: every command finds the store from any working directory
+    path = Path(opts.data_dir).resolve() / date.today().isoformat() / f"{run_id}-{proc.name}.zarr"
     stop = StopRequest()
     try:
+        catalog.update(run_id, path=str(path))
         with _station(config, opts, stop) as (station, lab):
             notifier = Notifier(config.notify, run_id=run_id, procedure=proc.name)
             notify = _logged(notifier.send, RunLog(path))
@@ -287,10 +342,14 @@ def start_run(
                 "status": "running",
                 "simulated": int(opts.sim),
             }
+            if proc.source is not None:  # a user's file: resume refuses if it has changed since
+                attrs["source"] = proc.source
+                attrs["procedure_sha256"] = procedure_hash(proc.source) or ""
             if lab is not None:
                 attrs["sim"] = _dumps({"scenario": lab.scenario, "seed": lab.seed})
                 attrs["truth"] = _dumps(_truth(lab, plan))
             store = RunStore.for_plan(path, plan, runner.variable_attrs(), attrs)
+            EndRecord(path).reserve()  # room for the outcome, taken now: it can be written on a full disk
             runner.store = store
             if on_created is not None:  # the store exists: from now on the run can be resumed
                 on_created(run_id)
@@ -298,16 +357,20 @@ def start_run(
                 catalog, run_id, plan, store, RunLog(path), 0, 0.0, est, progress, out, subscribers
             )
             result = _run(runner, ctx)
-            summary = _finish(store, catalog, run_id, result, plan, station, lab)
+            summary, unrecorded = _finish(store, catalog, run_id, result, plan, ctx.log, station, lab)
             checks = _checks(proc, store, result, ctx.log)
             truth = _truth(lab, plan) if lab is not None else {}
     except BaseException as err:
         # e.g. a station that cannot be reached: the catalog must not go on saying "running"
-        if catalog.get(run_id).status == "running":
-            message = f"{type(err).__name__}: {err}"[:500]
-            catalog.update(run_id, status="aborted", ended=now_iso(), message=message)
+        message = storage_reason(err, path)[:500]
+        with contextlib.suppress(CatalogError, OSError):
+            if catalog.get(run_id).status == "running":
+                catalog.update(run_id, status="aborted", ended=now_iso(), message=message)
+        full = disk_full(err, path)
+        if full is not None:
+            raise full from None
         raise
-    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks)
+    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, unrecorded)
 
 
 def resume_run(
@@ -319,8 +382,29 @@ def resume_run(
     subscribers: Sequence[Subscriber] = (),
 ) -> RunOutcome:
     """Continue run ``run_id`` from its first unmeasured point, on the station and lab it started on."""
-    catalog = Catalog(opts.data_dir)
-    record = catalog.get(run_id)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(hold(data_lock(opts.data_dir), f"the data directory {opts.data_dir}"))
+        catalog = Catalog(opts.data_dir)
+        record = reconcile(catalog, catalog.get(run_id))
+        if record.damaged:
+            raise CatalogError(
+                f"run {run_id}: its catalog row is damaged ({record.damaged}); rebuild the catalog from"
+                f" the stores with `qbs-lab runs --rebuild --data {opts.data_dir}`"
+            )
+        if not record.sim:
+            locks.enter_context(hold(station_lock(record.station), f"the station {record.station}"))
+        return _resume_locked(record, catalog, opts, out, progress, subscribers)
+
+
+def _resume_locked(
+    record: RunRecord,
+    catalog: Catalog,
+    opts: LabOptions,
+    out: TextIO | None,
+    progress: bool,
+    subscribers: Sequence[Subscriber],
+) -> RunOutcome:
+    run_id = record.run_id
     state = record.state
     if state == "completed":
         raise PlanError([f"run {run_id} is complete: every point is measured"])
@@ -328,10 +412,19 @@ def resume_run(
         raise PlanError([f"run {run_id} is still running (process {record.pid})"])
     if record.path is None or not Path(record.path).exists():
         raise PlanError([f"run {run_id}: its store {record.path} is missing"])
+    store = RunStore.open(record.path)
+    attrs = store.attrs()
+    recorded_hash = attrs.get("procedure_sha256")
+    if record.source and recorded_hash and procedure_hash(record.source) != recorded_hash:
+        raise PlanError(
+            [
+                f"run {run_id}: the procedure file {record.source} has changed since the run started;"
+                " resuming would mix two versions in one dataset: start a new run instead"
+            ]
+        )
     proc = load_procedure(record.source or record.procedure)
     params = parameters_from_dict(proc, record.parameters)
     plan = proc.plan(params)
-    store = RunStore.open(record.path)
     if store.dims != plan.dims or store.shape != plan.shape:
         raise PlanError([f"run {run_id}: the procedure now makes a different grid than the one stored"])
     stored = store.dataset()
@@ -352,26 +445,70 @@ def resume_run(
     problems = check_plan(plan, config)
     if problems:
         raise PlanError([f"{opts.station}: outside the station's limits: {p}" for p in problems])
+    check_free_space(opts.data_dir, store_bytes(plan))
     est = None
     if opts.sim:
         est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario, start=start)
-    resumed = json.loads(store.attrs().get("resumed", "[]"))
+    resumed = json.loads(attrs.get("resumed", "[]"))
     resumed.append({"at": now_iso(), "from_point": start, "pid": os.getpid()})
-    store.update_attrs(status="running", resumed=json.dumps(resumed))
-    catalog.update(run_id, status="running", pid=os.getpid(), ended=None, message=None)
+    path = Path(record.path)
+    try:
+        store.update_attrs(status="running", resumed=json.dumps(resumed))
+        end = EndRecord(path)
+        if end.path.exists():
+            end.clear()
+        else:
+            end.reserve()
+        catalog.update(run_id, status="running", pid=os.getpid(), ended=None, message=None)
+    except (OSError, CatalogError) as err:
+        full = disk_full(err, path)
+        raise full if full is not None else err from None
     stop = StopRequest()
     with _station(config, opts, stop) as (station, lab):
         notifier = Notifier(config.notify, run_id=run_id, procedure=proc.name)
         notify = _logged(notifier.send, RunLog(Path(record.path)))
         supervisor = Suspenders(station, config.suspenders, station.clock, notify=notify)
         runner = Runner(plan, station, stop=stop, store=store, supervisor=supervisor)
-        log = RunLog(Path(record.path))
+        log = RunLog(path)
         ctx = _Context(catalog, run_id, plan, store, log, start, t_offset, est, progress, out, subscribers)
         result = _run(runner, ctx)
-        summary = _finish(store, catalog, run_id, result, plan, station, lab)
+        summary, unrecorded = _finish(store, catalog, run_id, result, plan, log, station, lab)
         checks = _checks(proc, store, result, log)
         truth = _truth(lab, plan) if lab is not None else {}
-    return RunOutcome(run_id, Path(record.path), result, est, summary, truth, ctx.online, checks)
+    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, unrecorded)
+
+
+def reconcile(catalog: Catalog, record: RunRecord) -> RunRecord:
+    """Bring the catalog and a run's store in line after a run that could not write its end everywhere
+    (a full disk). The end record, written in place at the end and blank while a run goes, says how it
+    ended; without one, a catalog that has an outcome speaks for a store still saying ``running``.
+    The record as it is now (the caller holds the data directory's lock)."""
+    if record.damaged or not record.path or not Path(record.path).is_dir():
+        return record
+    path = Path(record.path)
+    try:
+        attrs = json.loads((path / ".zattrs").read_text())
+    except (OSError, ValueError):
+        return record
+    end = EndRecord(path).read() or {}
+    store_status = attrs.get("status")
+    if end.get("status") not in (None, "running"):
+        status, message, ended = end["status"], end.get("message"), end.get("ended")
+    elif record.status != "running" and store_status == "running":
+        status, message, ended = record.status, record.message, record.ended
+    else:
+        return record
+    with contextlib.suppress(OSError, RunStoreError):  # still full: the next command tries again
+        if store_status != status:
+            RunStore.open(path).update_attrs(
+                status=status, message=message or "", end_time=ended or now_iso()
+            )
+    if record.status != status or record.message != message:
+        with contextlib.suppress(OSError, CatalogError):
+            done = int(RunStore.open(path).measured().sum())
+            catalog.update(record.run_id, status=status, message=message, ended=ended, done=done, pid=None)
+            return catalog.get(record.run_id)
+    return record
 
 
 @dataclass
@@ -399,7 +536,9 @@ class RunLog:
         self.path = Path(store_path).with_suffix(".log")
 
     def write(self, message: str) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
+        """Append a line; on a full disk the line is lost, never the run (the catalog and the end
+        record still say how it ended)."""
+        with contextlib.suppress(OSError), open(self.path, "a", encoding="utf-8") as f:
             f.write(f"{now_iso()}  {message}\n")
 
 
@@ -485,11 +624,6 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         )
     for T, waited, outcome in result.stabilization:
         ctx.log.write(f"temperature {T * 1e3:.4g} mK: {outcome} after {waited:.0f} s")
-    ctx.log.write(
-        f"run {ctx.run_id} {result.status} at point {result.done} of {plan.size}"
-        + (f": {result.message}" if result.message else "")
-        + (f"; could not park: {'; '.join(result.park_failures)}" if result.park_failures else "")
-    )
     return result
 
 
@@ -499,37 +633,64 @@ def _finish(
     run_id: str,
     result: RunResult,
     plan: Plan,
+    log: RunLog,
     station: Station | None = None,
     lab: SimLab | None = None,
-) -> str:
-    attrs = store.attrs()
-    retries = json.loads(attrs.get("io_retries", "[]")) + [
-        dataclasses.asdict(r) for r in getattr(station, "io_retries", [])
-    ]
-    faults = json.loads(attrs.get("faults", "[]")) + (
-        [e.to_dict() for e in lab.fault_log] if lab is not None else []
+) -> tuple[str, str | None]:
+    """Record how the run ended in the store's attributes, the end record, the catalog and the log, each
+    on its own, so that one that cannot be written (a full disk) keeps none of the others from it. A
+    store that cannot take its end ends the run ``aborted`` with the reason. The summary line, and what
+    could not be recorded (None when everything was)."""
+    try:
+        attrs = store.attrs()
+        retries = json.loads(attrs.get("io_retries", "[]")) + [
+            dataclasses.asdict(r) for r in getattr(station, "io_retries", [])
+        ]
+        faults = json.loads(attrs.get("faults", "[]")) + (
+            [e.to_dict() for e in lab.fault_log] if lab is not None else []
+        )
+        phases = json.loads(attrs.get("phases", "{}"))
+        for k, v in result.phases.items():
+            phases[k] = phases.get(k, 0.0) + v
+        stabilization = json.loads(attrs.get("stabilization", "[]")) + [
+            {"T": T, "waited_s": round(w, 1), "outcome": o} for T, w, o in result.stabilization
+        ]
+        interruptions = json.loads(attrs.get("interruptions", "[]")) + result.interruptions
+        store.update_attrs(
+            status=result.status,
+            end_time=now_iso(),
+            message=result.message or "",
+            phases=_dumps(phases),
+            stabilization=_dumps(stabilization),
+            interruptions=_dumps(interruptions),
+            park_failures=_dumps(result.park_failures),
+            io_retries=_dumps(retries),
+            faults=_dumps(faults),
+        )
+    except Exception as err:  # the store cannot say it ended: aborted, and resume finishes it
+        if result.status != "aborted" or disk_full(err, store.path) is not None:
+            result.status, result.message = "aborted", storage_reason(err, store.path)
+    ended = now_iso()
+    EndRecord(store.path).write(status=result.status, message=result.message, ended=ended)
+    unrecorded = None
+    try:
+        done = int(store.measured().sum())
+        catalog.update(run_id, status=result.status, ended=ended, done=done, message=result.message)
+    except (CatalogError, OSError) as err:
+        unrecorded = (
+            f"the catalog could not record it ({storage_reason(err, catalog.path)});"
+            " the next qbs-lab command brings it up to date"
+        )
+    log.write(
+        f"run {run_id} {result.status} at point {result.done} of {plan.size}"
+        + (f": {result.message}" if result.message else "")
+        + (f"; could not park: {'; '.join(result.park_failures)}" if result.park_failures else "")
     )
-    phases = json.loads(attrs.get("phases", "{}"))
-    for k, v in result.phases.items():
-        phases[k] = phases.get(k, 0.0) + v
-    stabilization = json.loads(attrs.get("stabilization", "[]")) + [
-        {"T": T, "waited_s": round(w, 1), "outcome": o} for T, w, o in result.stabilization
-    ]
-    interruptions = json.loads(attrs.get("interruptions", "[]")) + result.interruptions
-    store.update_attrs(
-        status=result.status,
-        end_time=now_iso(),
-        message=result.message or "",
-        phases=_dumps(phases),
-        stabilization=_dumps(stabilization),
-        interruptions=_dumps(interruptions),
-        park_failures=_dumps(result.park_failures),
-        io_retries=_dumps(retries),
-        faults=_dumps(faults),
-    )
-    done = int(store.measured().sum())
-    catalog.update(run_id, status=result.status, ended=now_iso(), done=done, message=result.message)
-    return _summary(store, plan)
+    try:
+        summary = _summary(store, plan)
+    except (OSError, ValueError, RunStoreError) as err:
+        summary = f"the store cannot be read back ({storage_reason(err, store.path)})"
+    return summary, unrecorded
 
 
 def _checks(proc: Procedure, store: RunStore, result: RunResult, log: RunLog) -> dict[str, Any] | None:
@@ -538,7 +699,8 @@ def _checks(proc: Procedure, store: RunStore, result: RunResult, log: RunLog) ->
         return None
     with store.dataset() as ds:
         checks = proc.analyze(ds.load())
-    store.update_attrs(checks=_dumps(checks))
+    with contextlib.suppress(OSError):  # a full disk: the verdict is still printed and logged
+        store.update_attrs(checks=_dumps(checks))
     log.write(f"check: {checks.get('summary', '')}")
     return checks
 

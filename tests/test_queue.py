@@ -116,3 +116,58 @@ def test_faults_need_the_simulated_lab(tmp_path: Path, capsys: pytest.CaptureFix
     code = main(["run", "gate_sweep", "--sim", "--faults", str(faults), "--data", str(tmp_path / "d")])
     err = capsys.readouterr().err
     assert code == 2 and "quake" in err and "Traceback" not in err
+
+
+BROKEN_LATER = '''"""A procedure that imports today and not tonight."""
+from dataclasses import dataclass
+
+from qbs_lab.plan import Axis, Plan, linspace
+from qbs_lab.procedure import param
+
+
+@dataclass(frozen=True)
+class Parameters:
+    num: int = param(3, "", "gate voltages")
+
+
+def plan(p: Parameters) -> Plan:
+    return Plan("later", axes=(Axis("V_g", linspace(0.0, 1.0, p.num)),))
+'''
+
+
+def test_an_item_that_cannot_run_is_marked_failed_notified_and_the_queue_goes_on(tmp_path: Path) -> None:
+    """An item outside the limits of the station it runs on, and one whose file no longer imports, are
+    failed with the reason and notified; the good item after them runs."""
+    station = tmp_path / "station.yaml"
+    events = tmp_path / "events.txt"
+    text = STATION.read_text().replace("    max: 40.0 ", "    max: 10.0 ", 1)
+    assert text != STATION.read_text()
+    text += f"\nnotify:\n  command: 'echo \"$QBS_EVENT|$QBS_ITEM|$QBS_MESSAGE\" >> {events}'\n"
+    station.write_text(text)
+    later = tmp_path / "later.py"
+    later.write_text(BROKEN_LATER)
+    data = tmp_path / "data"
+    q = Queue(data)
+    too_high = q.add("gate_sweep", ["num=5", "V_stop=20"])  # fine at the reference station, not here
+    broken = q.add(str(later), ["num=3"])
+    good = q.add("gate_sweep", ["num=4", "V_stop=5"])
+    later.write_text(BROKEN_LATER + "\nthis line is not python\n")  # edited after it was queued
+    code = main(["queue", "run", "--sim", "--station", str(station), "--data", str(data), "--no-progress"])
+    assert code == 0
+    items = {i.item_id: i for i in q.items()}
+    assert items[too_high.item_id].status == "failed"
+    assert "outside the station's limits" in (items[too_high.item_id].message or "")
+    assert "V_g" in (items[too_high.item_id].message or "")
+    assert items[broken.item_id].status == "failed"
+    assert "cannot load (SyntaxError" in (items[broken.item_id].message or "")
+    assert items[good.item_id].status == "done"
+    runs = Catalog(data).runs()
+    assert [r.procedure for r in runs] == ["gate_sweep"] and runs[0].state == "completed"
+    lines = events.read_text().splitlines()
+    failed = [line for line in lines if line.startswith("item_failed|")]
+    assert (
+        failed[0].startswith(f"item_failed|{too_high.item_id}|")
+        and "outside the station's limits" in failed[0]
+    )
+    assert failed[1].startswith(f"item_failed|{broken.item_id}|") and "SyntaxError" in failed[1]
+    assert f"item_done|{good.item_id}|" in "\n".join(lines) and lines[-1].startswith("queue_done|")

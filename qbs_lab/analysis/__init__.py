@@ -4,12 +4,15 @@ Works on plain data (xarray Datasets with a variable R [Ohm] over a swept variab
 and the temperature T [K], or a mapping {T: (x, R)} of isotherms on their own grids); it needs neither
 the instruments nor the simulator.
 
-- :mod:`qbs_lab.analysis.crossing`: pairwise crossings of isotherms, the crossing point (x_c, R_c) with
-  bootstrap error bars, R_c in units of h/4e^2, the drift of the crossings with T and a verdict
+- :mod:`qbs_lab.analysis.estimate`: :func:`analyze_isotherms`, the one code path behind the online update,
+  ``qbs-lab analyze crossing`` and its plots: the joint crossing, the collapse, the excluded isotherms.
+- :mod:`qbs_lab.analysis.crossing`: the crossing point (x_c, R_c) of all isotherms jointly, with bootstrap
+  error bars, R_c in units of h/4e^2, pairwise crossings, the drift and a verdict
   (:func:`find_crossing`, :class:`CrossingResult`, :class:`Crossing`).
-- :mod:`qbs_lab.analysis.collapse`: the scaling collapse R = R_c F(|x - x_c| T^(-1/(z*nu))) giving z*nu,
-  with x_c and R_c refined.
-- :mod:`qbs_lab.analysis.online`: both, updated after every completed isotherm while a run goes.
+- :mod:`qbs_lab.analysis.scaling`: the scaling collapse R = R_c F((x - x_c) T^(-1/(z*nu))) giving z*nu,
+  fast enough for online use; :mod:`qbs_lab.analysis.collapse`: the Houdayer-Hartmann collapse.
+- :mod:`qbs_lab.analysis.smoothing`: isotherms prepared for analysis (noise per point, local fits).
+- :mod:`qbs_lab.analysis.online`: the analysis updated after every completed isotherm while a run goes.
 - :mod:`qbs_lab.analysis.environment`: the RF-sensitivity and excitation (ohmic, self-heating) checks.
 - :mod:`qbs_lab.analysis.report`: ``qbs-lab analyze crossing``: report, JSON and plots.
 """

@@ -1,19 +1,25 @@
-"""Crossing point of isotherms R(x) taken at several temperatures, with bootstrap error bars.
+"""Crossing point of isotherms R(x) taken at several temperatures, from all isotherms jointly.
 
 Near a quantum critical point the isotherms R_T(x) (x = B or V_g) all cross at one point (x_c, R_c):
-on one side R falls on cooling, on the other it rises or saturates. :func:`find_crossing` finds
+on one side R falls on cooling, on the other it rises. :func:`find_crossing`
 
-- every pairwise crossing of two isotherms (T1, T2): where R_T1(x) - R_T2(x) changes sign, located by a
-  local cubic fit to each isotherm around the sign change (each isotherm on its own, possibly
-  non-uniform grid), kept only where the two slopes differ significantly compared with the noise;
-- the noise of each isotherm, from its residuals to a smooth local-cubic (LOESS-like) fit;
-- error bars by a residual bootstrap: each isotherm is rebuilt as its smooth fit plus standardized
-  residuals drawn with replacement from its own residuals, and the local fits, the crossings, the best
-  estimate and the drift are all recomputed for every resample;
-- the best estimate (x_c, R_c): the inverse-variance weighted mean of the pairwise crossings;
-- the drift of the crossings with temperature: the weighted slope of crossing x against the pair's
-  mean temperature, and a verdict: ``"single crossing"``, ``"drifting crossing"`` (drift significant
-  against its error and crossings spread beyond their errors) or ``"no crossing in range"``.
+- smooths each isotherm with a local cubic (its own, possibly non-uniform grid; its noise measured
+  point by point from the data, see :mod:`qbs_lab.analysis.smoothing`), on ln R when R > 0;
+- finds where the order of the isotherms in T flips: at each x the slope a(x) of the smoothed values
+  against ln T and its error; a crossing needs a significantly positive a on one side and a
+  significantly negative a on the other (otherwise ``"no crossing in range"``, and ``order`` says
+  which way the isotherms are ordered);
+- puts (x_c, R_c) where the family's spread is smallest inside that flip: the minimum over x of the
+  chi^2 of all smoothed isotherms about their weighted mean. Every isotherm adds information, however
+  noisy; none has to cross another "significantly" on its own;
+- the smoothing's own bias estimated by redoing the estimate with narrower local fits, the shift added
+  to the errors;
+- errors by a wild bootstrap: each isotherm is rebuilt as its smooth plus its own residuals (leverage
+  corrected) times random signs, so noise that changes along an isotherm stays where it is, and the
+  whole estimate is repeated on every replica;
+- the crossing of every pair of isotherms, their drift with temperature and its error; the
+  verdict ``"drifting crossing"`` when the drift is significant and the family's spread at x_c is beyond
+  its noise, else ``"single crossing"``.
 
 The analysis does not depend on the simulator: the pair quantum h/4e^2 is defined here.
 
@@ -21,22 +27,23 @@ Examples
 --------
 >>> import numpy as np
 >>> x = np.linspace(-1.0, 1.0, 21)
->>> data = {T: (x, 1000.0 * (1.0 + np.tanh(x / T))) for T in (0.1, 0.2, 0.4)}
+>>> data = {T: (x, 1000.0 * (1.0 + 0.5 * np.tanh(x / T))) for T in (0.1, 0.2, 0.4)}
 >>> result = find_crossing(data, n_boot=20)
->>> result.verdict, abs(result.x_c) < 1e-9, round(result.R_c, 3)
-('single crossing', True, 1000.0)
+>>> result.verdict, abs(result.x_c) < 1e-3, round(result.R_c)
+('single crossing', True, 1000)
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import xarray as xr
-from scipy.stats import chi2 as chi2_dist
+
+from qbs_lab.analysis.smoothing import Isotherm, as_arrays, local_operator, prepare
 
 __all__ = [
     "H_OVER_4E2",
@@ -58,11 +65,16 @@ VERDICT_NONE = "no crossing in range"
 #: Keys of :meth:`CrossingResult.to_dict`, in order.
 JSON_KEYS = ("x_c", "x_c_err", "R_c", "R_c_err", "znu", "znu_err", "quality", "verdict", "crossings")
 
-_DEGREE = 3  # local polynomial degree (cubic: no bias at the inflection of a steep isotherm)
-_MAX_DEGREE = 3
-_ROOT_GRID = 49  # points of the root search in a window
-_MIN_POINTS = 4  # an isotherm with fewer valid points is not used
-_ROOT_RANGE = 1.5  # a crossing must lie within this many window half-widths of the sign change
+GRID = 241  # points of the common grid on which the isotherms are compared
+FLIP_SIGMAS = 2.0  # the order in T counts as flipped where |a| exceeds this many of its errors
+DRIFT_SIGMAS = 3.0  # a drift is significant beyond this many of its errors
+SPREAD_P = 0.01  # ... and the family's spread at x_c beyond its noise below this p-value
+MIN_DRIFT_CROSSINGS = 3  # with two, a drift cannot be told from one pair's bias
+WINDOW_SYST = 0.6  # the smoothing bias is estimated with local fits this much narrower
+
+ORDER_RISES_ON_COOLING = "R rises on cooling across the whole range (isotherms never cross)"
+ORDER_FALLS_ON_COOLING = "R falls on cooling across the whole range (isotherms never cross)"
+ORDER_NONE = "the isotherms agree within their noise across the whole range"
 
 
 @dataclass(frozen=True)
@@ -99,22 +111,30 @@ class CrossingResult:
     Attributes
     ----------
     x_c, x_c_err : float
-        Best estimate of the critical point and its standard error [unit of x]; NaN without crossings.
+        Best estimate of the critical point and its standard error [unit of x]; NaN without a crossing.
     R_c, R_c_err : float
-        Critical resistance and its standard error [Ohm]; NaN without crossings.
+        Critical resistance and its standard error [Ohm]; NaN without a crossing.
     R_c_over_RQ : float
         R_c in units of the pair quantum h/4e^2 (6453.2 Ohm).
     drift, drift_err : float
-        Slope of the pairwise crossing x against the pair's mean temperature, and its standard error
-        [unit of x per K]; NaN with fewer than two crossings at different mean temperatures.
+        Slope of the pairwise crossings against their mean temperature, and its standard
+        error [unit of x per K]; NaN with fewer than two such crossings.
     verdict : str
         ``"single crossing"``, ``"drifting crossing"`` or ``"no crossing in range"``.
     crossings : list of Crossing
-        The significant pairwise crossings, sorted by (T1, T2).
+        The crossing of each pair of isotherms (where it is found in most replicas), sorted by (T1, T2).
     x_name, over_name : str
         Names of the swept variable and of the isotherm parameter (e.g. "B" and "T").
     spread_chi2 : float
-        Reduced chi^2 of the pairwise crossings about x_c (1 when they agree within their errors).
+        Reduced chi^2 of the isotherms about their mean at x_c (about 1 when they meet within noise).
+    order : str
+        How the isotherms are ordered in T when they do not cross (empty otherwise).
+    excluded : list of (float, str)
+        Isotherms not used, as (T [K], reason).
+    temperatures : list of float
+        The temperatures [K] of the isotherms used.
+    grid, spread : ndarray
+        The common grid [unit of x] and the family's chi^2 spread on it (for plots).
     """
 
     x_c: float
@@ -129,6 +149,11 @@ class CrossingResult:
     x_name: str = "B"
     over_name: str = "T"
     spread_chi2: float = math.nan
+    order: str = ""
+    excluded: list[tuple[float, str]] = field(default_factory=list)
+    temperatures: list[float] = field(default_factory=list)
+    grid: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    spread: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of the crossing analysis, with exactly the keys of :data:`JSON_KEYS`.
@@ -154,229 +179,144 @@ def _json_float(value: float) -> float | None:
     return None if not math.isfinite(value) else value
 
 
-# -- input --------------------------------------------------------------------------------------
+# -- smoothing and replicas ---------------------------------------------------------------------
+
+
+def window_points(n: int, scale: float = 1.0) -> int:
+    """Points in each local cubic fit: enough to average the noise, few enough to follow a steep step."""
+    return int(np.clip(round(0.12 * scale * n), 7 if scale >= 1 else 5, 31 * scale))
 
 
 @dataclass
-class _Isotherm:
-    T: float
-    x: np.ndarray  # sorted, finite
-    R: np.ndarray
-    smooth: np.ndarray  # LOESS fit at x
-    resid: np.ndarray  # standardized residuals (unit-variance under homoscedastic noise)
-    sigma: float  # noise estimate [Ohm]
+class _Fit:
+    idx: np.ndarray  # (G, k) points of each grid value's fit
+    L: np.ndarray  # (G, k) weights
+    value: np.ndarray  # (G,) smoothed y on the grid
+    var: np.ndarray  # (G,) its variance from the noise
+    smooth: np.ndarray  # (n,) smoothed y at the isotherm's own points
+    resid: np.ndarray  # (n,) leverage-corrected residuals
 
 
-def _as_isotherms(
-    data: xr.Dataset | xr.DataArray | Mapping[float, tuple[Sequence[float], Sequence[float]]],
-    x: str,
-    over: str,
-) -> list[tuple[float, np.ndarray, np.ndarray]]:
-    out: list[tuple[float, np.ndarray, np.ndarray]] = []
-    if isinstance(data, xr.Dataset | xr.DataArray):
-        da = data["R"] if isinstance(data, xr.Dataset) else data
-        if set(da.dims) != {x, over}:
-            raise ValueError(f"R must have exactly the dimensions ({x!r}, {over!r}); it has {da.dims}")
-        da = da.transpose(over, x)
-        xs = np.asarray(da[x].values, dtype=float)
-        temps = np.asarray(da[over].values, dtype=float)
-        for T, row in zip(temps, np.asarray(da.values, dtype=float), strict=True):
-            out.append((float(T), xs, row))
-    elif isinstance(data, Mapping):
-        for T, (xs, Rs) in data.items():
-            xa, Ra = np.asarray(xs, dtype=float).ravel(), np.asarray(Rs, dtype=float).ravel()
-            if xa.shape != Ra.shape:
-                raise ValueError(f"isotherm at {over}={T}: x and R differ in length")
-            out.append((float(T), xa, Ra))
-    else:
-        raise TypeError("data must be an xarray Dataset with a variable 'R' or a mapping {T: (x, R)}")
-    clean = []
-    for T, xa, Ra in out:
-        ok = np.isfinite(xa) & np.isfinite(Ra)
-        xa, Ra = xa[ok], Ra[ok]
-        order = np.argsort(xa, kind="stable")
-        clean.append((T, xa[order], Ra[order]))
-    return sorted(clean, key=lambda t: t[0])
+def _fit(iso: Isotherm, grid: np.ndarray, scale: float = 1.0) -> _Fit:
+    k = window_points(iso.x.size, scale)
+    idx, L = local_operator(iso.x, iso.sigma, grid, k)
+    value = np.sum(L * iso.y[idx], axis=1)
+    var = np.sum(L * L * iso.sigma[idx] ** 2, axis=1)
+    sidx, sL = local_operator(iso.x, iso.sigma, iso.x, k)
+    smooth = np.sum(sL * iso.y[sidx], axis=1)
+    lev = np.sum(np.where(sidx == np.arange(iso.x.size)[:, None], sL, 0.0), axis=1)
+    resid = (iso.y - smooth) / np.sqrt(np.clip(1.0 - lev, 0.05, 1.0))
+    return _Fit(idx, L, value, var, smooth, resid)
 
 
-# -- local polynomial fits ----------------------------------------------------------------------
+def _replicas(fit: _Fit, y_rep: np.ndarray) -> np.ndarray:
+    """Smoothed grid values (B, G) of replica rows y_rep (B, n)."""
+    return np.einsum("bgk,gk->bg", y_rep[:, fit.idx], fit.L)
 
 
-def _nearest(xs: np.ndarray, x0: float, k: int) -> np.ndarray:
-    """Indices of the k points of xs nearest x0 (sorted)."""
-    k = min(k, xs.size)
-    return np.sort(np.argsort(np.abs(xs - x0), kind="stable")[:k])
+def _spread(values: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """chi^2 of the isotherms about their weighted mean (..., G), and the mean, from values (..., I, G)."""
+    w = 1.0 / var
+    mean = np.sum(values * w, axis=-2) / np.sum(w, axis=-2)
+    chi2 = np.sum((values - mean[..., None, :]) ** 2 * w, axis=-2)
+    return chi2, mean
 
 
-def _fit_operator(xw: np.ndarray, x0: float, h: float, degree: int = _DEGREE) -> np.ndarray:
-    """Matrix A with coef = A @ y for a polynomial in t = (x - x0)/h (lowest power first).
-
-    The degree is lowered where the window has too few points; A always has _MAX_DEGREE + 1 rows.
-    """
-    deg = max(1, min(degree, xw.size - 2))
-    V = np.vander((xw - x0) / h, deg + 1, increasing=True)
-    A = np.linalg.pinv(V)
-    return np.vstack([A, np.zeros((_MAX_DEGREE - deg, A.shape[1]))])
-
-
-def _smooth(xs: np.ndarray, Rs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """LOESS-like local polynomial smooth; returns (smooth, standardized residuals, sigma [Ohm])."""
-    n = xs.size
-    S = np.zeros((n, n))
-    for i in range(n):
-        idx = _nearest(xs, xs[i], k)
-        h = max(np.ptp(xs[idx]) / 2, 1e-300)
-        S[i, idx] = _fit_operator(xs[idx], xs[i], h)[0]
-    smooth = S @ Rs
-    M = np.eye(n) - S
-    scale = np.sqrt(np.maximum(np.einsum("ij,ij->i", M, M), 1e-12))
-    resid = (Rs - smooth) / scale
-    # robust noise level (the smooth's bias at sharp features gives a few large residuals)
-    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
-    return smooth, resid, sigma
+def _argmin_in(f: np.ndarray, grid: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Position [unit of x] of the minimum of f (..., G) within grid[lo:hi+1], parabola-refined."""
+    sub = f[..., lo : hi + 1]
+    k = np.argmin(sub, axis=-1) + lo
+    km = np.clip(k, max(lo, 1), min(hi, grid.size - 2))
+    take = lambda d: np.take_along_axis(f, (km + d)[..., None], axis=-1)[..., 0]  # noqa: E731
+    f0, fm, fp = take(0), take(-1), take(1)
+    den = fm - 2 * f0 + fp
+    with np.errstate(all="ignore"):
+        shift = np.where(den > 0, 0.5 * (fm - fp) / den, 0.0)
+    shift = np.clip(shift, -1.0, 1.0)
+    step = grid[1] - grid[0]
+    x = grid[km] + shift * step
+    return np.clip(x, grid[lo], grid[hi])
 
 
-@dataclass
-class _Candidate:
-    i: int
-    j: int
-    x0: float
-    h: float
-    idx_i: np.ndarray
-    idx_j: np.ndarray
-    A_i: np.ndarray
-    A_j: np.ndarray
-    lo: float
-    hi: float
-    t: float = math.nan  # root in window units
-    R: float = math.nan
-    z: float = 0.0  # significance of the slope difference
+def _order_slope(values: np.ndarray, var: np.ndarray, logT: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted slope a(x) of the smoothed values against ln T, and its error, on the grid."""
+    w = 1.0 / var
+    sw = w.sum(axis=0)
+    mt = (w * logT[:, None]).sum(axis=0) / sw
+    dt = logT[:, None] - mt
+    sxx = (w * dt * dt).sum(axis=0)
+    a = (w * dt * values).sum(axis=0) / sxx
+    return a, 1.0 / np.sqrt(sxx)
 
 
-def _poly(c: np.ndarray, t: np.ndarray | float) -> np.ndarray:
-    """Polynomial with coefficients c[..., k] (lowest power first) at t (Horner)."""
-    out = np.zeros(np.broadcast_shapes(c.shape[:-1], np.shape(t)))
-    for k in range(c.shape[-1] - 1, -1, -1):
-        out = out * t + c[..., k]
-    return out
+def _flip(z: np.ndarray) -> tuple[int, int] | None:
+    """Grid indices (i, j), i < j, of the strongest flip of the order: z[i] and z[j] significant with
+    opposite signs and nothing significant between them; None when the order never flips."""
+    sig = np.flatnonzero(np.abs(z) >= FLIP_SIGMAS)
+    best: tuple[float, int, int] | None = None
+    for a, b in itertools.pairwise(sig):
+        if np.sign(z[a]) != np.sign(z[b]):
+            # strength: how clearly each side is ordered, over a stretch beside the flip
+            left = np.abs(z[max(0, a - 20) : a + 1]).max()
+            right = np.abs(z[b : b + 21]).max()
+            s = min(left, right)
+            if best is None or s > best[0]:
+                best = (s, int(a), int(b))
+    return None if best is None else (best[1], best[2])
 
 
-def _dpoly(c: np.ndarray, t: np.ndarray | float) -> np.ndarray:
-    """Derivative of :func:`_poly` in t."""
-    k = np.arange(1, c.shape[-1])
-    return _poly(c[..., 1:] * k, t)
-
-
-def _root(d: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Root of the polynomial d[..., :] in t nearest t = 0 within [lo, hi] (NaN if none), vectorized."""
-    grid = np.linspace(lo, hi, _ROOT_GRID)
-    vals = _poly(d[..., None, :], grid)  # (..., G)
-    change = np.signbit(vals[..., :-1]) != np.signbit(vals[..., 1:])
-    mid = 0.5 * (grid[:-1] + grid[1:])
-    dist = np.where(change, np.abs(mid), np.inf)
+def _zero_near(d: np.ndarray, grid: np.ndarray, x0: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Zero of d (..., G) within grid[lo:hi+1] nearest x0 (...,), linearly interpolated; NaN if none."""
+    seg = d[..., lo : hi + 1]
+    g = grid[lo : hi + 1]
+    change = np.signbit(seg[..., :-1]) != np.signbit(seg[..., 1:])
+    with np.errstate(all="ignore"):
+        t = seg[..., :-1] / (seg[..., :-1] - seg[..., 1:])
+    xz = g[:-1] + t * (g[1:] - g[:-1])
+    dist = np.where(change, np.abs(xz - np.asarray(x0)[..., None]), np.inf)
     k = np.argmin(dist, axis=-1)
     found = np.isfinite(np.take_along_axis(dist, k[..., None], axis=-1)[..., 0])
-    a, b = grid[k], grid[k + 1]
-    fa = np.take_along_axis(vals, k[..., None], axis=-1)[..., 0]
-    fb = np.take_along_axis(vals, k[..., None] + 1, axis=-1)[..., 0]
-    with np.errstate(all="ignore"):
-        t = np.where(fb != fa, a - fa * (b - a) / (fb - fa), a)
-        for _ in range(3):  # Newton, kept inside the bracketing cell
-            step = _poly(d, t) / _dpoly(d, t)
-            t = np.clip(np.where(np.isfinite(step), t - step, t), a, b)
-    return np.where(found, t, np.nan)
+    return np.where(found, np.take_along_axis(xz, k[..., None], axis=-1)[..., 0], np.nan)
 
 
-def _candidates(iso: list[_Isotherm], i: int, j: int, window: int, degree: int) -> list[_Candidate]:
-    a, b = iso[i], iso[j]
-    lo, hi = max(a.x[0], b.x[0]), min(a.x[-1], b.x[-1])
-    if hi <= lo:
-        return []
-    grid = np.union1d(a.x, b.x)
-    grid = grid[(grid >= lo) & (grid <= hi)]
-    if grid.size < 2:
-        return []
-    d = np.interp(grid, a.x, a.smooth) - np.interp(grid, b.x, b.smooth)
-    s = np.sign(d)
-    out = []
-    for k in np.flatnonzero((s[:-1] * s[1:] < 0) | ((s[:-1] == 0) & (s[1:] != 0))):
-        x0 = grid[k] if s[k] == 0 else grid[k] - d[k] * (grid[k + 1] - grid[k]) / (d[k + 1] - d[k])
-        idx_i, idx_j = _nearest(a.x, x0, window), _nearest(b.x, x0, window)
-        h = max(np.max(np.abs(a.x[idx_i] - x0)), np.max(np.abs(b.x[idx_j] - x0)), 1e-300)
-        t_lo = max((lo - x0) / h, -_ROOT_RANGE)
-        t_hi = min((hi - x0) / h, _ROOT_RANGE)
-        A_i = _fit_operator(a.x[idx_i], x0, h, degree)
-        A_j = _fit_operator(b.x[idx_j], x0, h, degree)
-        out.append(_Candidate(i, j, x0, h, idx_i, idx_j, A_i, A_j, t_lo, t_hi))
-    return out
+def _robust_sd(v: np.ndarray) -> np.ndarray:
+    """Spread of bootstrap values along axis 0 (1.4826 MAD, NaN ignored)."""
+    import warnings
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(v, axis=0)
+        return 1.4826 * np.nanmedian(np.abs(v - med), axis=0)
 
 
-def _evaluate(c: _Candidate, Ri: np.ndarray, Rj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Crossing (t, R) of a candidate for R arrays (..., n_i), (..., n_j) of the two isotherms."""
-    ci = Ri[..., c.idx_i] @ c.A_i.T
-    cj = Rj[..., c.idx_j] @ c.A_j.T
-    t = _root(ci - cj, c.lo, c.hi)
-    return t, 0.5 * (_poly(ci, t) + _poly(cj, t))
-
-
-def _significance(c: _Candidate, iso: list[_Isotherm]) -> float:
-    """|d'(t)| over its standard error from the noise: how clearly the two isotherms cross."""
-    if not math.isfinite(c.t):
-        return 0.0
-    g = np.array([k * c.t ** (k - 1) if k else 0.0 for k in range(_MAX_DEGREE + 1)])
-    var = (iso[c.i].sigma ** 2) * float(np.sum((g @ c.A_i) ** 2))
-    var += (iso[c.j].sigma ** 2) * float(np.sum((g @ c.A_j) ** 2))
-    ci = iso[c.i].R[c.idx_i] @ c.A_i.T
-    cj = iso[c.j].R[c.idx_j] @ c.A_j.T
-    slope = float(g @ (ci - cj))
-    return abs(slope) / math.sqrt(var) if var > 0 else math.inf
-
-
-# -- estimators ---------------------------------------------------------------------------------
-
-
-def _wmean(v: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted mean along the last axis, ignoring NaN entries."""
+def _wslope(t: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least-squares slope of v against t along the last axis, NaN entries ignored."""
     ok = np.isfinite(v)
     ww = np.where(ok, w, 0.0)
+    vv = np.where(ok, v, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sum(np.where(ok, v, 0.0) * ww, axis=-1) / np.sum(ww, axis=-1)
+        sw = ww.sum(axis=-1)
+        mt = (ww * t).sum(axis=-1) / sw
+        mv = (ww * vv).sum(axis=-1) / sw
+        dt = t - mt[..., None]
+        den = (ww * dt * dt).sum(axis=-1)
+        return np.where(den > 0, (ww * dt * (vv - mv[..., None])).sum(axis=-1) / den, np.nan)
 
 
-def _wslope(tm: np.ndarray, v: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted least-squares slope of v against tm along the last axis, ignoring NaN entries."""
-    ok = np.isfinite(v)
-    ww = np.where(ok, w, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sw = np.sum(ww, axis=-1)
-        mt = np.sum(ww * tm, axis=-1) / sw
-        mv = np.sum(ww * np.where(ok, v, 0.0), axis=-1) / sw
-        dt = tm - mt[..., None]
-        num = np.sum(ww * dt * (np.where(ok, v, 0.0) - mv[..., None]), axis=-1)
-        den = np.sum(ww * dt * dt, axis=-1)
-        return np.where(den > 0, num / den, np.nan)
-
-
-def _std(v: np.ndarray) -> np.ndarray:
-    """Sample standard deviation along axis 0, ignoring NaN (a resample in which a crossing vanished)."""
-    with np.errstate(all="ignore"):
-        return np.nanstd(v, axis=0, ddof=1)
+# -- the estimate -------------------------------------------------------------------------------
 
 
 def find_crossing(
-    data: xr.Dataset | xr.DataArray | Mapping[float, tuple[Sequence[float], Sequence[float]]],
+    data: Any,
     x: str = "B",
     over: str = "T",
     n_boot: int = 200,
     seed: int = 0,
     *,
-    window: int = 9,
-    degree: int = _DEGREE,
-    min_significance: float = 4.0,
-    drift_sigmas: float = 3.0,
-    spread_p: float = 0.01,
+    exclude: Mapping[float, str] | None = None,
+    isotherms: Sequence[Isotherm] | None = None,
 ) -> CrossingResult:
-    """Pairwise crossings of isotherms, the best crossing point (x_c, R_c), its drift, and a verdict.
+    """The crossing point (x_c, R_c) of all isotherms jointly, its drift, and a verdict.
 
     Parameters
     ----------
@@ -384,139 +324,151 @@ def find_crossing(
         A Dataset with a variable ``"R"`` [Ohm] over exactly the two dimensions ``x`` and ``over``
         (or that DataArray), or a mapping ``{T: (x_values, R_values)}`` in which each isotherm has its
         own, possibly non-uniform grid. NaN points are ignored (a run in progress); isotherms with fewer
-        than 4 valid points are not used.
+        than 5 valid points are not used (and listed in ``excluded``).
     x : str
         The swept variable: ``"B"`` [T] or ``"V_g"`` [V].
     over : str
         The isotherm parameter, normally ``"T"`` [K].
     n_boot : int
-        Bootstrap resamples for the error bars (0: no error bars, NaN).
+        Bootstrap replicas for the error bars (below 2: no error bars, NaN).
     seed : int
         Seed of the bootstrap's random numbers.
-    window : int
-        Points of each isotherm used by the local polynomial fits (smooth and crossing).
-    degree : int
-        Degree of the local polynomials (1 to 3); the cubic default has no bias at the inflection
-        point of a steep, sparsely sampled isotherm, where a quadratic has.
-    min_significance : float
-        A sign change counts as a crossing only where the slopes of the two isotherms differ by at
-        least this many standard errors (rejects noise flips where the isotherms run together).
-    drift_sigmas : float
-        The drift is significant when |drift| exceeds this many drift_err.
-    spread_p : float
-        The crossings spread beyond their errors when the chi^2 of their scatter about x_c has a
-        p-value below this.
+    exclude : mapping of float to str, optional
+        Isotherms to leave out, {T: reason} (e.g. those the collapse found heated).
+    isotherms : sequence of Isotherm, optional
+        Already prepared isotherms (:func:`qbs_lab.analysis.smoothing.prepare`); ``data`` is then unused.
 
     Returns
     -------
     CrossingResult
-        x_c [unit of x], R_c [Ohm], their standard errors, R_c / (h/4e^2), the drift [unit of x per K]
-        and the pairwise crossings.
-
-    Notes
-    -----
-    Each isotherm's noise is estimated from its residuals to a local polynomial smooth (residuals
-    standardized by the smoother's own leverage). The residual bootstrap rebuilds every isotherm as
-    smooth + residuals drawn with replacement from that isotherm's residuals (homoscedastic within an
-    isotherm: the noise level is estimated from all of its points, not from the few near a crossing),
-    refits the local polynomials at the crossings found in the data, and recomputes every crossing, x_c,
-    R_c and the drift; the errors are the standard deviations of the resamples. x_c and R_c are
-    inverse-variance weighted means of the pairwise crossings (weights from each crossing's own
-    bootstrap error); the correlations between pairs that share an isotherm are carried by the
-    bootstrap of the whole estimate. Which sign changes count as crossings, and their fit windows, are
-    decided once, on the data.
+        x_c [unit of x], R_c [Ohm], their standard errors, R_c / (h/4e^2), the drift [unit of x per K],
+        every pair's crossing, and the isotherms left out with their reasons.
     """
-    raw = [t for t in _as_isotherms(data, x, over) if t[1].size >= _MIN_POINTS]
-    degree = min(max(int(degree), 1), _MAX_DEGREE)
-    window = max(int(window), degree + 3)
-    iso = []
-    for T, xs, Rs in raw:
-        sm, res, sig = _smooth(xs, Rs, window)
-        iso.append(_Isotherm(T, xs, Rs, sm, res, sig))
+    excluded: list[tuple[float, str]] = []
+    if isotherms is None:
+        iso, excluded = prepare(as_arrays(data, x, over))
+    else:
+        iso = list(isotherms)
+    if exclude:
+        excluded += [(T, r) for T, r in exclude.items()]
+        iso = [it for it in iso if it.T not in exclude]
+    # isotherms at the same temperature: keep the first
+    seen: set[float] = set()
+    iso = [it for it in iso if not (it.T in seen or seen.add(it.T))]  # type: ignore[func-returns-value]
 
-    # candidates: sign changes of each pair's smooth difference; keep the most significant per pair
-    chosen: list[_Candidate] = []
-    for i in range(len(iso)):
-        for j in range(i + 1, len(iso)):
-            if iso[i].T == iso[j].T:
-                continue
-            best: _Candidate | None = None
-            for c in _candidates(iso, i, j, window, degree):
-                t, R = _evaluate(c, iso[i].R, iso[j].R)
-                c.t, c.R = float(t), float(R)
-                c.z = _significance(c, iso)
-                if c.z >= min_significance and (best is None or c.z > best.z):
-                    best = c
-            if best is not None:
-                chosen.append(best)
-
-    def nothing() -> CrossingResult:
+    def nothing(
+        order: str, grid: np.ndarray | None = None, spread: np.ndarray | None = None
+    ) -> CrossingResult:
         nan = math.nan
-        return CrossingResult(nan, nan, nan, nan, nan, nan, nan, VERDICT_NONE, [], x, over)
+        empty = np.zeros(0)
+        return CrossingResult(
+            nan, nan, nan, nan, nan, nan, nan, VERDICT_NONE, [], x, over, nan, order, excluded,
+            [it.T for it in iso], empty if grid is None else grid, empty if spread is None else spread,
+        )  # fmt: skip
 
-    if not chosen:
-        return nothing()
+    if len(iso) < 2:
+        return nothing("fewer than two usable isotherms")
+    lo = max(float(it.x[0]) for it in iso)
+    hi = min(float(it.x[-1]) for it in iso)
+    if not hi > lo:
+        return nothing("the isotherms share no range of " + x)
+    grid = np.linspace(lo, hi, GRID)
+    fits = [_fit(it, grid) for it in iso]
+    values = np.stack([f.value for f in fits])  # (I, G)
+    var = np.stack([f.var for f in fits])
+    logT = np.log(np.array([it.T for it in iso]))
+    a, a_err = _order_slope(values, var, logT)
+    z = a / a_err
+    chi2, mean = _spread(values, var)
+    flip = _flip(z)
+    if flip is None:
+        significant = z[np.abs(z) >= FLIP_SIGMAS]
+        if significant.size == 0:
+            order = ORDER_NONE
+        else:
+            order = ORDER_FALLS_ON_COOLING if np.median(significant) > 0 else ORDER_RISES_ON_COOLING
+        return nothing(order, grid, chi2)
+    i0, j0 = flip
+    x_c = float(_argmin_in(chi2, grid, i0, j0))
+    # the smoothing's bias: the same estimate with narrower local fits; the shift counts as an error
+    narrow = [_fit(it, grid, WINDOW_SYST) for it in iso]
+    chi2_n, mean_n = _spread(np.stack([f.value for f in narrow]), np.stack([f.var for f in narrow]))
+    x_c_n = float(_argmin_in(chi2_n, grid, i0, j0))
+    syst_x = abs(x_c_n - x_c)
+    syst_y = abs(float(np.interp(x_c_n, grid, mean_n)) - float(np.interp(x_c, grid, mean)))
+    y_c = float(np.interp(x_c, grid, mean))
+    R_c = float(iso[0].R(y_c))
+    spread_chi2 = float(np.interp(x_c, grid, chi2)) / max(len(iso) - 1, 1)
 
-    xs0 = np.array([c.x0 + c.t * c.h for c in chosen])
-    Rs0 = np.array([c.R for c in chosen])
-    tm = np.array([0.5 * (iso[c.i].T + iso[c.j].T) for c in chosen])
+    # every pair's crossing, the one nearest x_c anywhere in the range (a drifting crossing moves)
+    plo, phi = 0, GRID - 1
+    T = np.array([it.T for it in iso])
+    pi, pj = np.triu_indices(len(iso), 1)  # every pair of isotherms
+    xp = _zero_near(values[pi] - values[pj], grid, np.full(pi.size, x_c), plo, phi)
+    Rp = np.array([float(iso[0].R(np.interp(v, grid, mean))) if math.isfinite(v) else math.nan for v in xp])
+    tm = 0.5 * (T[pi] + T[pj])
 
-    # bootstrap: every isotherm = smooth + standardized residual * random sign
-    rng = np.random.default_rng(seed)
-    n_boot = max(int(n_boot), 0)
-    boot_R = []
-    for it in iso:
-        pool = it.resid - np.mean(it.resid)
-        boot_R.append(it.smooth + rng.choice(pool, size=(n_boot, it.x.size), replace=True))
-    bx = np.empty((n_boot, len(chosen)))
-    bR = np.empty((n_boot, len(chosen)))
-    for k, c in enumerate(chosen):
-        t, R = _evaluate(c, boot_R[c.i], boot_R[c.j])
-        bx[:, k] = c.x0 + t * c.h
-        bR[:, k] = R
-    if n_boot >= 2:
-        x_err = _std(bx)
-        R_err = _std(bR)
-    else:
-        x_err = np.full(len(chosen), np.nan)
-        R_err = np.full(len(chosen), np.nan)
+    nb = max(int(n_boot), 0)
+    x_c_err = R_c_err = drift_err = math.nan
+    xp_err = np.full(xp.size, math.nan)
+    bxp = None
+    if nb >= 2:
+        rng = np.random.default_rng(seed)
+        reps = []
+        for it, f in zip(iso, fits, strict=True):
+            signs = rng.choice(np.array([-1.0, 1.0]), size=(nb, it.x.size))
+            # each point's own residual, but never below the noise measured there: a local cubic
+            # through few points (a sparse isotherm) follows part of the noise and leaves small residuals
+            size = np.maximum(np.abs(f.resid), it.sigma)
+            reps.append(_replicas(f, f.smooth + size * signs))
+        bvals = np.stack(reps, axis=1)  # (B, I, G)
+        bchi2, bmean = _spread(bvals, var[None])
+        bx = _argmin_in(bchi2, grid, i0, j0)
+        by = np.array([np.interp(bx[b], grid, bmean[b]) for b in range(nb)])
+        # the isotherms meet less closely than their noise allows (a residual bias or a small drift):
+        # the errors are scaled up as the spread's chi^2 says (the Particle Data Group's scale factor)
+        scale = math.sqrt(max(spread_chi2, 1.0))
+        x_c_err = scale * math.hypot(float(np.std(bx, ddof=1)), syst_x)
+        R_c_err = float(np.std(iso[0].R(by), ddof=1))
+        R_c_err = scale * math.hypot(R_c_err, syst_y * R_c if iso[0].log else syst_y)
+        bxp = _zero_near(bvals[:, pi] - bvals[:, pj], grid, np.full((nb, pi.size), x_c), plo, phi)
+        # each crossing's error: its bootstrap spread and the smoothing's bias (narrower fits' shift)
+        narrow_values = np.stack([f.value for f in narrow])
+        xp_n = _zero_near(narrow_values[pi] - narrow_values[pj], grid, xp, plo, phi)
+        xp_err = np.hypot(_robust_sd(bxp), np.where(np.isfinite(xp_n), np.abs(xp_n - xp), 0.0))
+        lost = np.mean(~np.isfinite(bxp), axis=0)
+        xp = np.where(lost > 0.25, np.nan, xp)  # a crossing that vanishes in many replicas is noise
 
-    # weights: inverse variance; fall back to equal weights without usable errors
-    def weights(err: np.ndarray) -> np.ndarray:
-        good = np.isfinite(err) & (err > 0)
-        if not good.any():
-            return np.ones_like(err)
-        floor = np.min(err[good])
-        e = np.where(good, err, floor)
-        return 1.0 / e**2
-
-    wx, wR = weights(x_err), weights(R_err)
-    x_c = float(_wmean(xs0, wx))
-    R_c = float(_wmean(Rs0, wR))
-    drift = float(_wslope(tm, xs0, wx)) if len(chosen) >= 2 else math.nan
-    if n_boot >= 2:
-        x_c_err = float(_std(_wmean(bx, wx)))
-        R_c_err = float(_std(_wmean(bR, wR)))
-        drift_err = float(_std(_wslope(tm, bx, wx))) if len(chosen) >= 2 else math.nan
-    else:
-        x_c_err = R_c_err = drift_err = math.nan
-
-    # scatter of the crossings about x_c, against their errors
-    ok = np.isfinite(x_err) & (x_err > 0)
-    dof = int(ok.sum()) - 1
-    chi2 = float(np.sum(((xs0[ok] - x_c) / x_err[ok]) ** 2)) if dof >= 1 else math.nan
-    spread_chi2 = chi2 / dof if dof >= 1 else math.nan
-    spread = dof >= 1 and _chi2_sf(chi2, dof) < spread_p
-    drifts = (
-        math.isfinite(drift) and math.isfinite(drift_err) and abs(drift) > drift_sigmas * drift_err and spread
-    )
-    verdict = VERDICT_DRIFTING if drifts else VERDICT_SINGLE
-
+    keep = np.isfinite(xp) & np.isfinite(xp_err) & (xp_err > 0) if nb >= 2 else np.isfinite(xp)
     crossings = [
-        Crossing(iso[c.i].T, iso[c.j].T, float(xs0[k]), float(Rs0[k]), float(x_err[k]))
-        for k, c in enumerate(chosen)
+        Crossing(float(T[pi[k]]), float(T[pj[k]]), float(xp[k]), float(Rp[k]), float(xp_err[k]))
+        for k in np.flatnonzero(keep)
     ]
-    crossings.sort(key=lambda c: (c.T1, c.T2))
+    drift = math.nan
+    if keep.sum() >= 2 and np.ptp(tm[keep]) > 0:
+        w = np.where(keep, 1.0 / np.where(keep, xp_err, 1.0) ** 2, 0.0) if nb >= 2 else keep.astype(float)
+        drift = float(_wslope(tm, np.where(keep, xp, np.nan), w))
+        if bxp is not None:
+            drift_err = float(np.nanstd(_wslope(tm, np.where(keep, bxp, np.nan), w), ddof=1))
+            # crossings that scatter about the line beyond their errors make the drift less certain
+            t_k, x_k, w_k = tm[keep], xp[keep], w[keep]
+            icpt = np.sum(w_k * (x_k - drift * t_k)) / np.sum(w_k)
+            dof_line = int(keep.sum()) - 2
+            if dof_line >= 1:
+                chi2_line = float(np.sum(w_k * (x_k - icpt - drift * t_k) ** 2)) / dof_line
+                drift_err *= math.sqrt(max(chi2_line, 1.0))
+
+    from scipy.special import chdtrc  # chi^2 survival function (scipy.stats takes a second to import)
+
+    dof = max(len(iso) - 2, 1)
+    p_spread = float(chdtrc(dof, spread_chi2 * (len(iso) - 1))) if len(iso) >= 3 else 1.0
+    drifts = (
+        len(crossings) >= MIN_DRIFT_CROSSINGS
+        and math.isfinite(drift)
+        and math.isfinite(drift_err)
+        and abs(drift) > DRIFT_SIGMAS * drift_err
+        and p_spread < SPREAD_P
+    )
     return CrossingResult(
         x_c=x_c,
         x_c_err=x_c_err,
@@ -525,14 +477,14 @@ def find_crossing(
         R_c_over_RQ=R_c / H_OVER_4E2,
         drift=drift,
         drift_err=drift_err,
-        verdict=verdict,
+        verdict=VERDICT_DRIFTING if drifts else VERDICT_SINGLE,
         crossings=crossings,
         x_name=x,
         over_name=over,
         spread_chi2=spread_chi2,
+        order="",
+        excluded=excluded,
+        temperatures=[float(t) for t in T],
+        grid=grid,
+        spread=chi2,
     )
-
-
-def _chi2_sf(chi2: float, dof: int) -> float:
-    """Survival function of the chi^2 distribution."""
-    return float(chi2_dist.sf(chi2, dof))

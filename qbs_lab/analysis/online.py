@@ -2,9 +2,10 @@
 
 :class:`OnlineCrossing` is a runner subscriber for plans whose outer axis is the temperature and whose
 inner axis is the field or the gate voltage (``field_isotherms``, ``gate_isotherms``). Each time an
-isotherm completes, with at least two complete, it runs :func:`~qbs_lab.analysis.crossing.find_crossing`
-(bootstrap errors) and, from three isotherms on, :func:`~qbs_lab.analysis.collapse.fit_collapse` (deviating
-isotherms excluded, a short bootstrap so an update stays well under a second), and hands a record to
+isotherm completes, with at least two complete, it runs
+:func:`~qbs_lab.analysis.estimate.analyze_isotherms` (the same code path as ``qbs-lab analyze crossing``:
+the joint crossing with bootstrap errors and, from three isotherms on, the collapse, heated isotherms
+excluded), its collapse search starting from the previous update's fit, and hands a record to
 ``on_update`` (the run's log and store). Units: x in T or V, R in Ohm, T in K, seconds of compute.
 """
 
@@ -17,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from qbs_lab.analysis.collapse import fit_collapse
-from qbs_lab.analysis.crossing import find_crossing
+from qbs_lab.analysis.estimate import analyze_isotherms
 from qbs_lab.plan import Plan
 
 __all__ = ["OnlineCrossing", "format_update"]
@@ -42,8 +42,10 @@ class OnlineCrossing:
         The runner's variable order (``R`` and ``t`` among them).
     on_update : callable, optional
         Called with each update's record (a JSON-ready dict).
-    n_boot, collapse_boot : int
-        Bootstrap resamples of the crossing and of the collapse.
+    n_boot : int
+        Bootstrap replicas of the crossing (the collapse uses half as many).
+    collapse_boot : int
+        Unused; kept for callers of the earlier signature.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class OnlineCrossing:
         self.on_update = on_update
         self.n_boot, self.collapse_boot = n_boot, collapse_boot
         self.updates: list[dict[str, Any]] = []
+        self._start: tuple[float, float] | None = None  # (z*nu, x_c) of the last collapse that succeeded
 
     @staticmethod
     def applies(plan: Plan) -> bool:
@@ -91,35 +94,31 @@ class OnlineCrossing:
             return None
         start = time.perf_counter()
         data = {float(self.temperatures[i]): (self.xs, self.R[i]) for i in done}
-        crossing = find_crossing(data, x=self.x, n_boot=self.n_boot)
+        analysis = analyze_isotherms(data, x=self.x, n_boot=self.n_boot, start=self._start)
+        result = analysis.to_dict()
+        collapse = analysis.collapse
+        if collapse is not None and collapse.ok:
+            self._start = (collapse.znu, collapse.x_c)
         record: dict[str, Any] = {
             "t": _num(t),
             "isotherms": len(done),
             "x": self.x,
-            "verdict": crossing.verdict,
-            "x_c": _num(crossing.x_c),
-            "x_c_err": _num(crossing.x_c_err),
-            "R_c": _num(crossing.R_c),
-            "R_c_err": _num(crossing.R_c_err),
-            "R_c_h4e2": _num(crossing.R_c_over_RQ),
-            "drift": _num(crossing.drift),
-            "drift_err": _num(crossing.drift_err),
-            "znu": None,
-            "znu_err": None,
-            "quality": None,
-            "excluded": [],
+            **{
+                k: result[k]
+                for k in ("verdict", "x_c", "x_c_err", "R_c", "R_c_err", "R_c_h4e2", "drift", "drift_err")
+            },
+            "znu": result["znu"],
+            "znu_err": result["znu_err"],
+            "quality": result["quality"],
+            "excluded": result["excluded"],
+            "order": result["order"],
+            "collapse": result["collapse"],
         }
-        if len(done) >= 3 and crossing.verdict != "no crossing in range":
-            isotherms = {T: (x, R, None) for T, (x, R) in data.items()}
-            collapse = fit_collapse(isotherms, n_boot=self.collapse_boot)
+        if collapse is not None:
             record.update(
-                znu=_num(collapse.znu),
-                znu_err=_num(collapse.znu_err),
-                quality=_num(collapse.quality),
-                excluded=[{"T": T, "reason": reason} for T, reason in collapse.excluded],
                 collapse_x_c=_num(collapse.x_c),
                 collapse_x_c_err=_num(collapse.x_c_err),
-                collapse_drift=_num(collapse.drift),
+                collapse_status=collapse.status,
             )
         record["seconds"] = round(time.perf_counter() - start, 3)
         self.updates.append(record)
@@ -145,6 +144,9 @@ def format_update(record: dict[str, Any]) -> str:
     if record["znu"] is not None:
         err = record["znu_err"]
         parts.append(f"z·ν = {record['znu']:.3g}" + (f" ± {err:.2g}" if err is not None else ""))
+    collapse = record.get("collapse")
+    if collapse and collapse.get("status") == "failed":
+        parts.append(f"collapse failed ({collapse.get('reason')})")
     for e in record["excluded"]:
         parts.append(f"excluded T = {e['T'] * 1e3:.4g} mK ({e['reason']})")
     return "; ".join(parts) + f"  ({record['seconds']:.2f} s)"

@@ -1,34 +1,40 @@
 """``qbs-lab analyze crossing``: crossing point and scaling collapse of a stored dataset, with plots.
 
 Reads a zarr store or a netCDF file holding a variable ``R`` [Ohm] over two dimensions (the swept
-quantity ``x``, e.g. ``B`` [T] or ``V_g`` [V], and the isotherms' ``T`` [K]), runs
-:func:`~qbs_lab.analysis.crossing.find_crossing` and :func:`~qbs_lab.analysis.collapse.fit_collapse`,
-and writes two PNGs beside the dataset: ``<name>-crossing.png`` (the isotherms with the crossing
-marked) and ``<name>-collapse.png`` (R against the scaling variable).
+quantity ``x``, e.g. ``B`` [T] or ``V_g`` [V], and the isotherms' ``T`` [K]), analyses it with
+:func:`~qbs_lab.analysis.estimate.analyze_isotherms` (the same code path as the online update of a run),
+and writes two PNGs beside the dataset: ``<name>-crossing.png`` (the isotherms with the crossing and
+its error bars) and ``<name>-collapse.png`` (R against the scaling variable, excluded isotherms faded).
+
+A phase-diagram dataset (R over T, V_g and B) is analysed at each value of the third dimension (or at
+the one chosen with ``at={"V_g": 15}``): B_c, R_c and z*nu against V_g (or V_gc against B with
+``x="V_g"``), as a table, a JSON list and ``<name>-phase.png``.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
-from qbs_lab.analysis.collapse import CollapseResult, fit_collapse
-from qbs_lab.analysis.crossing import H_OVER_4E2, CrossingResult, find_crossing
+from qbs_lab.analysis.crossing import CrossingResult
+from qbs_lab.analysis.estimate import UNITS, Analysis, analyze_isotherms
 
-__all__ = ["AnalysisInputError", "analyze_crossing", "best_estimate", "format_report"]
+if TYPE_CHECKING:  # xarray takes a second to import: only where a dataset is read
+    import xarray as xr
 
-UNITS = {"B": ("mT", 1e3), "V_g": ("V", 1.0), "T": ("mK", 1e3)}
+__all__ = ["AnalysisInputError", "analyze_crossing", "analyze_dataset", "format_report", "parse_at"]
 
 
 class AnalysisInputError(ValueError):
-    """A dataset that cannot be analysed (missing file, no R, wrong dimensions)."""
+    """A dataset that cannot be analysed (missing file, no R, wrong dimensions, unusable values)."""
 
 
 def _open(path: Path) -> xr.Dataset:
+    import xarray as xr
+
     if not path.exists():
         raise AnalysisInputError(f"{path}: no such dataset")
     try:
@@ -39,144 +45,292 @@ def _open(path: Path) -> xr.Dataset:
         raise AnalysisInputError(f"{path}: not a zarr store or netCDF file ({err})") from None
 
 
-def _isotherms(R: xr.DataArray, x: str, over: str) -> dict[float, tuple[np.ndarray, np.ndarray, None]]:
-    out = {}
-    for T in R[over].values:
-        line = R.sel({over: T})
-        out[float(T)] = (np.asarray(line[x].values, float), np.asarray(line.values, float), None)
-    return out
+def parse_at(text: str | None) -> dict[str, float]:
+    """``"V_g=15"`` -> {"V_g": 15.0}; None -> {}."""
+    if not text:
+        return {}
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name.strip():
+            raise ValueError
+        return {name.strip(): float(value)}
+    except ValueError:
+        raise AnalysisInputError(f"--at {text!r}: expected NAME=VALUE, e.g. --at V_g=15") from None
+
+
+def check_values(R: xr.DataArray, x: str, over: str, where: str) -> None:
+    """One clear :class:`AnalysisInputError` for data no crossing can come from."""
+    if not np.issubdtype(R.dtype, np.number) or np.issubdtype(R.dtype, np.complexfloating):
+        raise AnalysisInputError(f"{where}: R is not numeric (dtype {R.dtype}); expected resistances in Ohm")
+    v = np.asarray(R.values, dtype=float)
+    if R.sizes[over] < 2:
+        T = float(R[over].values.ravel()[0]) if R.sizes[over] else math.nan
+        raise AnalysisInputError(
+            f"{where}: R has one {over} ({over} = {T:g}): a crossing needs isotherms at two or more"
+        )
+    if R.sizes[x] < 2:
+        raise AnalysisInputError(f"{where}: R has one {x} point: a crossing needs isotherms swept in {x}")
+    if not np.isfinite(v).any() and not np.isinf(v).any():
+        raise AnalysisInputError(f"{where}: R has no finite values (all NaN)")
+    n_inf = int(np.isinf(v).sum())
+    if n_inf:
+        raise AnalysisInputError(
+            f"{where}: R has {n_inf} infinite values: a failed measurement stored as inf?"
+        )
+    finite = v[np.isfinite(v)]
+    top = float(np.max(np.abs(finite)))
+    if float(finite.min()) < -0.05 * top:
+        raise AnalysisInputError(
+            f"{where}: R is negative beyond noise about zero (min {finite.min():.4g} Ohm, largest |R| "
+            f"{top:.4g} Ohm): swapped voltage leads or a lock-in phase off by 180 degrees?"
+        )
+
+
+def analyze_dataset(
+    ds: xr.Dataset,
+    x: str = "B",
+    over: str = "T",
+    n_boot: int = 200,
+    at: dict[str, float] | None = None,
+    where: str = "dataset",
+) -> tuple[list[tuple[dict[str, float], Analysis]], xr.DataArray]:
+    """[(the slice's coordinates, Analysis)] of a 2-D dataset (one entry) or a 3-D phase diagram (one per
+    value of the third dimension), and R (the slice with ``at``)."""
+    if "R" not in ds:
+        raise AnalysisInputError(
+            f"{where}: no variable R (has: {', '.join(map(str, ds.data_vars)) or 'none'})"
+        )
+    R = ds["R"]
+    if x not in R.dims or over not in R.dims:
+        raise AnalysisInputError(f"{where}: R is over {R.dims}, not over ({x}, {over}): use --x and --over")
+    others = [d for d in R.dims if d not in (x, over)]
+    if len(others) > 1:
+        raise AnalysisInputError(f"{where}: R is over {R.dims}: more than three dimensions")
+    for name, value in (at or {}).items():
+        if name not in R.dims or name in (x, over):
+            raise AnalysisInputError(f"{where}: --at {name}: R has no other dimension {name} (dims {R.dims})")
+        R = R.sel({name: value}, method="nearest")
+        others = []
+    R = R.load()
+    if not others:
+        check_values(R, x, over, where)
+        fixed = {k: float(R[k].values) for k in (at or {})}
+        return [(fixed, analyze_isotherms(R.transpose(over, x), x, over, n_boot))], R
+    other = others[0]
+    out = []
+    for value in R[other].values:
+        sl = R.sel({other: value})
+        check_values(sl, x, over, f"{where} at {other} = {float(value):g}")
+        out.append(({other: float(value)}, analyze_isotherms(sl.transpose(over, x), x, over, n_boot)))
+    return out, R
 
 
 def analyze_crossing(
-    path: str | Path, x: str = "B", over: str = "T", n_boot: int = 200, plots: bool = True
-) -> tuple[dict[str, Any], list[Path]]:
-    """The JSON-ready result (keys as :meth:`CrossingResult.to_dict`, z*nu and quality filled in from
-    the collapse) and the plots written."""
+    path: str | Path,
+    x: str = "B",
+    over: str = "T",
+    n_boot: int = 200,
+    plots: bool = True,
+    at: dict[str, float] | None = None,
+) -> tuple[dict[str, Any] | list[dict[str, Any]], list[Path], list[tuple[dict[str, float], Analysis]]]:
+    """The JSON-ready result (an object for one set of isotherms, a list for a phase diagram), the
+    plots written, and the analyses."""
     path = Path(path)
-    ds = _open(path)
-    if "R" not in ds:
-        raise AnalysisInputError(
-            f"{path}: no variable R (has: {', '.join(map(str, ds.data_vars)) or 'none'})"
-        )
-    R = ds["R"].load()
-    if set(R.dims) != {x, over}:
-        raise AnalysisInputError(f"{path}: R is over {R.dims}, not over ({x}, {over}): use --x and --over")
-    result, crossing, collapse = best_estimate(R, x, over, n_boot)
-    written = _plots(path, R, x, over, crossing, collapse) if plots else []
-    return result, written
-
-
-def best_estimate(
-    R: xr.DataArray, x: str = "B", over: str = "T", n_boot: int = 200
-) -> tuple[dict[str, Any], CrossingResult, CollapseResult | None]:
-    """The JSON-ready result: the crossing analysis, then the collapse's z*nu and quality and, when the
-    collapse succeeds, its refined critical point as x_c (its errors include the isotherm and window
-    systematics the pairwise crossings' bootstrap leaves out; with a fitted drift it is the T -> 0
-    value). ``crossings`` stay the pairwise ones."""
-    crossing = find_crossing(R, x=x, over=over, n_boot=n_boot)
-    result = crossing.to_dict()
-    collapse = None
-    if crossing.verdict != "no crossing in range":
-        collapse = fit_collapse(_isotherms(R, x, over), n_boot=min(n_boot, 50))
-        result.update(
-            znu=_finite(collapse.znu), znu_err=_finite(collapse.znu_err), quality=_finite(collapse.quality)
-        )
-        x_c, x_c_err = _finite(collapse.x_c), _finite(collapse.x_c_err)
-        if x_c is not None and x_c_err is not None:
-            result.update(x_c=x_c, x_c_err=x_c_err)
-    return result, crossing, collapse
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
-def _plots(
-    path: Path, R: xr.DataArray, x: str, over: str, crossing: CrossingResult, collapse: CollapseResult | None
-) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display, no network
-    import matplotlib.pyplot as plt
-
-    xu, xs = UNITS.get(x, (R[x].attrs.get("units", ""), 1.0))
+    results, R = analyze_dataset(_open(path), x, over, n_boot, at, str(path))
+    written: list[Path] = []
     stem = path.with_suffix("") if path.suffix in (".zarr", ".nc") else path
-    written = []
+    if len(results) == 1 and not (set(R.dims) - {x, over}):
+        fixed, analysis = results[0]
+        if plots:
+            written = _plots(stem, path.name, R, analysis)
+        return analysis.to_dict() | ({"at": fixed} if fixed else {}), written, results
+    if plots:
+        written = [_phase_plot(stem, path.name, results, x)]
+    return [fixed | a.to_dict() for fixed, a in results], written, results
+
+
+# -- text -----------------------------------------------------------------------------------------------
+
+
+def format_report(results: list[tuple[dict[str, float], Analysis]], x: str, plots: list[Path]) -> str:
+    """A short readable report: the analysis of one set of isotherms, or a phase-diagram table."""
+    if len(results) == 1:
+        fixed, analysis = results[0]
+        head = [f"at {k} = {v:g} {UNITS.get(k, ('', 1))[0]}".rstrip() for k, v in fixed.items()]
+        return "\n".join(head + analysis.lines() + [f"plot: {p}" for p in plots])
+    other = next(iter(results[0][0]))
+    ou, os_ = UNITS.get(other, ("", 1.0))
+    xu, xs = UNITS.get(x, ("", 1.0))
+    lines = [
+        f"{f'{other} [{ou}]':>10}  {'verdict':<20} {f'{x}_c [{xu}]':>18}  {'R_c [Ohm]':>16}  "
+        f"{'z*nu':>12}  excluded",
+    ]
+    for fixed, a in results:
+        c, k = a.crossing, a.collapse
+        xc = f"{c.x_c * xs:.5g} ± {c.x_c_err * xs:.2g}" if math.isfinite(c.x_c) else "-"
+        rc = f"{c.R_c:.5g} ± {c.R_c_err:.2g}" if math.isfinite(c.R_c) else "-"
+        zn = f"{k.znu:.3g} ± {k.znu_err:.2g}" if a.collapse_ok and k is not None else "-"
+        lines.append(
+            f"{fixed[other] * os_:>10.4g}  {c.verdict:<20} {xc:>18}  {rc:>16}  {zn:>12}  {len(a.excluded)}"
+        )
+    return "\n".join(lines + [f"plot: {p}" for p in plots])
+
+
+# -- plots ----------------------------------------------------------------------------------------------
+
+
+class _Figures:
+    """The little of pyplot the plots use, on matplotlib's Agg canvas: files only (no display, no
+    network), and without importing pyplot and its backends (a second of start-up)."""
+
+    @staticmethod
+    def subplots(figsize: tuple[float, float]) -> tuple[Any, Any]:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize)
+        FigureCanvasAgg(fig)
+        return fig, fig.add_subplot()
+
+    @property
+    def cm(self) -> Any:
+        from matplotlib import colormaps
+
+        class _Cm:
+            viridis = colormaps["viridis"]
+
+        return _Cm
+
+
+def _pyplot() -> Any:
+    return _Figures()
+
+
+def _set_log(ax: Any) -> None:
+    """Log R axis with plain numbers (2, 5, 10 kΩ rather than 2 x 10^0)."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+
+
+def _log_axis(values: np.ndarray) -> bool:
+    """R on a log axis when it spans more than a decade (positive values)."""
+    v = values[np.isfinite(values) & (values > 0)]
+    return v.size > 1 and float(v.max()) > 10 * float(v.min())
+
+
+def _plots(stem: Path, name: str, R: xr.DataArray, analysis: Analysis) -> list[Path]:
+    plt = _pyplot()
+    x, over = analysis.x, analysis.over
+    xu, xs = UNITS.get(x, (R[x].attrs.get("units", ""), 1.0))
     temps = [float(T) for T in R[over].values]
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(temps)))
+    excluded = {T for T, _ in analysis.excluded}
+    c, k = analysis.crossing, analysis.collapse
+    values = np.asarray(R.values, dtype=float)
+    log = _log_axis(values)
+    marker = "o-" if R.sizes[x] <= 200 else "-"
+    written = []
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for T, c in zip(temps, colors, strict=True):
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    for T, col in zip(temps, colors, strict=True):
         line = R.sel({over: T})
-        ax.plot(line[x] * xs, line / 1e3, "o-", ms=3, lw=1, color=c, label=f"{T * 1e3:.0f} mK")
-    for cr in crossing.crossings:
-        ax.plot(cr.x * xs, cr.R / 1e3, "k+", ms=8, alpha=0.6)
-    if math.isfinite(crossing.x_c):
-        ax.axvspan(
-            (crossing.x_c - 2 * crossing.x_c_err) * xs,
-            (crossing.x_c + 2 * crossing.x_c_err) * xs,
-            color="red",
-            alpha=0.15,
-            label="x_c ± 2σ",
+        style = {"color": "lightgrey", "alpha": 0.6} if T in excluded else {"color": col}
+        label = f"{T * 1e3:.0f} mK" + (" (excluded)" if T in excluded else "")
+        ax.plot(np.asarray(line[x]) * xs, np.asarray(line) / 1e3, marker, ms=2.5, lw=1, label=label, **style)
+    for cr in c.crossings:
+        ax.plot(cr.x * xs, cr.R / 1e3, "k+", ms=7, alpha=0.5)
+    if math.isfinite(c.x_c):
+        xe = c.x_c_err * xs if math.isfinite(c.x_c_err) else 0.0
+        ye = c.R_c_err / 1e3 if math.isfinite(c.R_c_err) else 0.0
+        ax.errorbar(
+            c.x_c * xs,
+            c.R_c / 1e3,
+            xerr=2 * xe,
+            yerr=2 * ye,
+            fmt="r*",
+            ms=13,
+            capsize=4,
+            zorder=5,
+            label=f"crossing {c.x_c * xs:.5g} ± {xe:.2g} {xu}, {c.R_c / 1e3:.4g} ± {ye:.2g} kΩ (bars 2σ)",
         )
-        ax.plot(
-            crossing.x_c * xs,
-            crossing.R_c / 1e3,
-            "r*",
-            ms=14,
-            label=f"crossing {crossing.x_c * xs:.4g} {xu}, {crossing.R_c / 1e3:.4g} kΩ",
-        )
+    from qbs_lab.analysis.crossing import H_OVER_4E2
+
     ax.axhline(H_OVER_4E2 / 1e3, color="grey", ls=":", lw=1, label="h/4e² = 6.45 kΩ")
+    if log:
+        _set_log(ax)
     ax.set_xlabel(f"{x} [{xu}]")
     ax.set_ylabel("R [kΩ]")
-    ax.set_title(f"{path.name}: {crossing.verdict}")
-    ax.legend(fontsize=8)
+    ax.set_title(_title(name, c), fontsize=10)
+    ax.legend(fontsize=7, ncol=2 if len(temps) > 8 else 1)
     written.append(_save(fig, Path(f"{stem}-crossing.png")))
 
-    if collapse is not None and math.isfinite(collapse.znu):
-        excluded = {T for T, _ in collapse.excluded}
-        fig, ax = plt.subplots(figsize=(7, 5))
-        for T, c in zip(temps, colors, strict=True):
+    if k is not None and math.isfinite(k.znu) and math.isfinite(k.x_c):
+        fig, ax = plt.subplots(figsize=(7.5, 5.2))
+        us = []
+        for T, col in zip(temps, colors, strict=True):
             line = R.sel({over: T})
-            u = collapse.scaling_variable(np.asarray(line[x]), float(T)) * xs  # x_c(T) with a fitted drift
-            style = (
-                {"color": "lightgrey", "label": f"{T * 1e3:.0f} mK (excluded)"}
-                if T in excluded
-                else {"color": c, "label": f"{T * 1e3:.0f} mK"}
+            u = k.scaling_variable(np.asarray(line[x]), T) * xs
+            faded = T in excluded
+            ax.plot(
+                u, np.asarray(line) / 1e3, "o", ms=2.5,
+                color="lightgrey" if faded else col, alpha=0.5 if faded else 1.0,
+                label=f"{T * 1e3:.0f} mK" + (" (excluded)" if faded else ""), zorder=1 if faded else 2,
+            )  # fmt: skip
+            if not faded:
+                us.append(u)
+        if k._coef.size and us:
+            grid = np.linspace(
+                float(np.nanmin(np.concatenate(us))), float(np.nanmax(np.concatenate(us))), 400
             )
-            ax.plot(u, np.asarray(line) / 1e3, "o", ms=3, **style)
-        ax.set_xlabel(f"({x} − {x}_c) · T^(−1/zν)  [{xu} K^(−1/zν)]")
+            ax.plot(grid, k.master(grid / xs) / 1e3, "k-", lw=1, label="master curve")
+        if log:
+            _set_log(ax)
+        ax.set_xlabel(f"({x} − {x}_c) · T^(−1/zν)  [{xu} · K^(−1/zν)]")
         ax.set_ylabel("R [kΩ]")
-        ax.set_title(
-            f"collapse: zν = {collapse.znu:.3g} ± {collapse.znu_err:.2g}, S = {collapse.quality:.2g}"
-        )
-        ax.legend(fontsize=8)
+        if k.ok:
+            ax.set_title(
+                f"collapse: zν = {k.znu:.3g} ± {k.znu_err:.2g}, {x}_c = {k.x_c * xs:.5g} {xu}, "
+                f"quality {k.quality:.2g}", fontsize=10,
+            )  # fmt: skip
+        else:
+            ax.set_title(f"collapse failed: {k.reason}", fontsize=9)
+        ax.legend(fontsize=7, ncol=2 if len(temps) > 8 else 1)
         written.append(_save(fig, Path(f"{stem}-collapse.png")))
     return written
 
 
-def _save(fig: Any, out: Path) -> Path:
-    import matplotlib.pyplot as plt
+def _title(name: str, c: CrossingResult) -> str:
+    if c.verdict == "no crossing in range":
+        return f"{name}: {c.verdict}: {c.order}"
+    return f"{name}: {c.verdict}"
 
+
+def _phase_plot(stem: Path, name: str, results: list[tuple[dict[str, float], Analysis]], x: str) -> Path:
+    plt = _pyplot()
+    other = next(iter(results[0][0]))
+    ou, os_ = UNITS.get(other, ("", 1.0))
+    xu, xs = UNITS.get(x, ("", 1.0))
+    v = np.array([f[other] for f, _ in results]) * os_
+    xc = np.array([a.crossing.x_c for _, a in results]) * xs
+    xe = np.array([a.crossing.x_c_err for _, a in results]) * xs
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ok = np.isfinite(xc)
+    ax.errorbar(v[ok], xc[ok], yerr=np.where(np.isfinite(xe[ok]), 2 * xe[ok], 0), fmt="o-", capsize=3,
+                label=f"{x}_c (bars 2σ)")  # fmt: skip
+    if (~ok).any():
+        ax.plot(v[~ok], np.full((~ok).sum(), np.nanmin(xc) if ok.any() else 0.0), "x", color="grey",
+                label="no crossing in range")  # fmt: skip
+    ax.set_xlabel(f"{other} [{ou}]")
+    ax.set_ylabel(f"{x}_c [{xu}]")
+    ax.set_title(f"{name}: critical {x} against {other}")
+    ax.legend(fontsize=8)
+    return _save(fig, Path(f"{stem}-phase.png"))
+
+
+def _save(fig: Any, out: Path) -> Path:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
     return out
-
-
-def format_report(result: dict[str, Any], x: str, plots: list[Path]) -> str:
-    """A short readable report of :func:`analyze_crossing`'s result."""
-    xu, xs = UNITS.get(x, ("", 1.0))
-    lines = [f"verdict: {result['verdict']} ({len(result['crossings'])} pairwise crossings)"]
-    if result["x_c"] is not None:
-        lines.append(f"x_c = {result['x_c'] * xs:.5g} ± {result['x_c_err'] * xs:.2g} {xu} ({x})")
-        ratio = result["R_c"] / H_OVER_4E2
-        lines.append(f"R_c = {result['R_c']:.5g} ± {result['R_c_err']:.2g} Ohm = {ratio:.3f} h/4e^2")
-    if result.get("znu") is not None:
-        err = result.get("znu_err")
-        lines.append(f"z*nu = {result['znu']:.3g}" + (f" ± {err:.2g}" if err is not None else ""))
-        lines.append(
-            f"collapse quality S = {result['quality']:.3g} (about 1 for a collapse within the noise)"
-        )
-    lines += [f"plot: {p}" for p in plots]
-    return "\n".join(lines)

@@ -3,10 +3,17 @@
 Every call opens the database, does one short transaction and closes it again, in WAL mode: nothing
 holds a lock between calls, so a run killed or interrupted never leaves the catalog locked (the QCoDeS
 complaint), and ``qbs-lab runs`` can read it while a run writes.
+
+The stores on disk are the truth, the catalog an index of them: a catalog SQLite cannot read (a bad
+header, a damaged page) ends in one line that names the way out, ``qbs-lab runs --rebuild``
+(:mod:`.rebuild`); a row whose JSON is damaged is listed as ``damaged`` and affects only its run. Store
+paths are recorded absolute, so every command works from any directory; a relative path left by an
+older version is found under the catalog's own directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -16,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from qbs_lab.store.space import disk_full
 
 __all__ = ["Catalog", "CatalogError", "RunRecord"]
 
@@ -84,10 +93,13 @@ class RunRecord:
     parameters: dict[str, Any]
     message: str | None
     pid: int | None
+    damaged: str | None = None  # what of the row cannot be read (bad JSON): only this run is affected
 
     @property
     def state(self) -> str:
         """The status, with ``running`` told apart from ``crashed`` (its process is gone)."""
+        if self.damaged:
+            return "damaged"
         if self.status == "running" and not _alive(self.pid):
             return "crashed"
         return self.status
@@ -119,8 +131,27 @@ def connect(path: Path, schema: str) -> Iterator[sqlite3.Connection]:
         conn.execute(schema)
         with conn:
             yield conn
+    except sqlite3.DatabaseError as err:
+        raise _catalog_error(err, path) from None
     finally:
         conn.close()
+
+
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def _catalog_error(err: sqlite3.DatabaseError, path: Path) -> Exception:
+    """A SQLite error as one line: a full disk, a damaged file (with the way out), or the error."""
+    full = disk_full(err, path)
+    if full is not None:
+        return full
+    code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "malformed" in str(err):
+        return CatalogError(
+            f"{path}: the catalog is damaged ({err}); the run stores are the truth: rebuild it from them"
+            f" with `qbs-lab runs --rebuild --data {path.parent}`"
+        )
+    return CatalogError(f"{path}: {err}")
 
 
 def now_iso() -> str:
@@ -189,7 +220,7 @@ class Catalog:
             ).fetchone()
         if row is None:
             raise CatalogError(f"{self.path}: no run {run_id}")
-        return _record(row)
+        return self._record(row)
 
     def runs(self, limit: int | None = None) -> list[RunRecord]:
         """The runs, newest first."""
@@ -198,12 +229,41 @@ class Catalog:
         query = f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY run_id DESC"
         with self._connect() as conn:
             rows = conn.execute(query + (f" LIMIT {int(limit)}" if limit else "")).fetchall()
-        return [_record(r) for r in rows]
+        return [self._record(r) for r in rows]
 
+    def _record(self, row: tuple[Any, ...]) -> RunRecord:
+        d = dict(zip(_COLUMNS, row, strict=True))
+        d["run_id"] = str(d["run_id"])
+        d["sim"] = bool(d["sim"])
+        try:
+            d["parameters"] = json.loads(d["parameters"])
+            if not isinstance(d["parameters"], dict):
+                raise ValueError("not a mapping")
+        except (TypeError, ValueError) as err:
+            d["parameters"] = {}
+            d["damaged"] = f"its parameters are not valid JSON ({err})"
+        if d["path"]:
+            d["path"] = str(self._store_path(d["path"]))
+        return RunRecord(**d)
 
-def _record(row: tuple[Any, ...]) -> RunRecord:
-    d = dict(zip(_COLUMNS, row, strict=True))
-    d["run_id"] = str(d["run_id"])
-    d["sim"] = bool(d["sim"])
-    d["parameters"] = json.loads(d["parameters"])
-    return RunRecord(**d)
+    def _store_path(self, recorded: str) -> Path:
+        """A recorded store path as an absolute one. Older catalogs hold paths relative to wherever the
+        run was started (``data/<date>/<run>.zarr``): the store is the one under this catalog's
+        directory with the same date folder and name."""
+        path = Path(recorded)
+        if path.is_absolute():
+            return path
+        here = self.data_dir.resolve().joinpath(*path.parts[-2:])
+        return here if here.exists() or not path.exists() else path.resolve()
+
+    def insert(self, record: RunRecord) -> None:
+        """Put a whole row back with its own run id (rebuilding the catalog from the stores)."""
+        d = dataclasses.asdict(record)
+        d["parameters"] = json.dumps(d["parameters"])
+        d["sim"] = int(d["sim"])
+        values = [d[c] for c in _COLUMNS]
+        with self._connect() as conn:
+            conn.execute(
+                f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                values,
+            )
