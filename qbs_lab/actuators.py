@@ -254,3 +254,32 @@ def park(station: Station, fault: bool = False) -> list[str]:
         except Exception as err:  # park what can be parked; report the rest
             failures.append(f"{what}: {type(err).__name__}: {err}")
     return failures
+
+
+def describe_parked(station: Station, fault: bool, failures: list[str]) -> str:
+    """Where :func:`park` left each instrument, in words: ``gate 0 V, magnet 0 T (driven), heater off,
+    RF off``; a step that failed says so (``gate NOT parked: ...``)."""
+    policy = station.config.safe_state
+
+    def step(prefix: str, done: str) -> str:
+        failed = [f for f in failures if f.startswith(prefix)]
+        return f"{done.split(' ')[0]} NOT parked ({failed[0]})" if failed else done
+
+    parts = []
+    if policy.gate == "zero":
+        parts.append(step("gate to", f"gate {station.config.gate.safe_value:g} V"))
+    else:
+        parts.append("gate held at its last voltage")
+    if policy.magnet == "zero":
+        parts.append(step("magnet to 0 T", "magnet 0 T (driven)"))
+    elif policy.magnet == "persistent":
+        parts.append(step("magnet persistent", "magnet persistent at its field (supply at 0 A)"))
+    else:
+        parts.append("magnet held at its field (driven)")
+    if fault and policy.heater == "off":
+        parts.append(step("heater off", "heater off"))
+    else:
+        parts.append("heater on at its setpoint")
+    if station.rf is not None:
+        parts.append(step("RF output off", "RF off") if policy.rf == "off" else "RF held as it was")
+    return ", ".join(parts)

@@ -4,15 +4,15 @@
         A short dry run on the simulated lab through the QCoDeS drivers, printing live readings.
     qbs-lab sim serve [--station PATH] [--scenario NAME] [--seed N] [--port-base N]
         Serve the station's emulated instruments on 127.0.0.1 (real time) until Ctrl-C.
-    qbs-lab station check [PATH] [--sim [--scenario NAME] [--seed N]]
+    qbs-lab station check [--station PATH] [--sim [--scenario NAME] [--seed N]]
         Validate the station file, connect, and print every role's live reading and limits.
     qbs-lab run PROCEDURE [--set KEY=VALUE ...] [--station PATH] [--sim [--scenario NAME] [--seed N]]
         Run a procedure (a built-in name or a .py file) into a new dataset, with progress and time left.
-    qbs-lab estimate PROCEDURE [--set KEY=VALUE ...] [--station PATH]
+    qbs-lab estimate PROCEDURE [--set KEY=VALUE ...] [--station PATH] [--sim [--scenario NAME] [--seed N]]
         Check every setpoint against the station's limits and time the plan on the simulated twin.
     qbs-lab procedures [NAME]
         The built-in procedures, or one procedure's parameters with their defaults and units.
-    qbs-lab runs | resume RUN_ID | export RUN_ID --netcdf   [--data DIR]
+    qbs-lab runs | resume RUN_ID [--sim ...] | export RUN_ID   [--data DIR]
         The catalog of runs; continue an interrupted or killed run; write a run as netCDF.
     qbs-lab queue add|load|list|remove|move|clear|estimate|run
         Tonight's plan: a persistent queue of procedures; run resumes an interrupted item.
@@ -21,14 +21,18 @@
     qbs-lab view [--data DIR] [--port N] [--host H]
         A read-only web page following the runs and the queue as the data comes in (127.0.0.1:8642).
 
-A mistake a user can make (missing or broken station file, unknown scenario) ends in one line naming
-the file and key and a non-zero exit, never a traceback.
+A mistake a user can make (missing or broken station file, unknown scenario, --scenario without --sim)
+ends in one line naming the file and key and exit 2, never a traceback; a mistake in the command line
+itself prints the subcommand's usage. -v on any command shows the instruments' and libraries' messages,
+which otherwise go to the run log only.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import os
 import shlex
 import sys
@@ -36,24 +40,18 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from qbs_lab import __version__
-from qbs_lab.analysis.report import AnalysisInputError
-from qbs_lab.clock import RealClock
-from qbs_lab.diagnostics import log_traceback, route_library_logging
-from qbs_lab.drivers.errors import RoleError
-from qbs_lab.lock import LockError, set_command
-from qbs_lab.procedure import ProcedureError
-from qbs_lab.queue import Queue, QueueError
-from qbs_lab.runs import LabOptions, PlanError, RunOutcome
-from qbs_lab.sim.faults import FaultError
-from qbs_lab.sim.lab import SimLab, SimLabError
-from qbs_lab.sim.sample import SCENARIOS
-from qbs_lab.station import StationError
-from qbs_lab.store import CatalogError, RunStoreError
-from qbs_lab.store.space import DiskFull, InsufficientSpace
+if TYPE_CHECKING:  # imported where used: `qbs-lab --help` stays fast
+    from qbs_lab.queue import Queue
+    from qbs_lab.runs import LabOptions, RunOutcome
 
 __all__ = ["main"]
+
+
+#: the simulated sample's scenarios (qbs_lab.sim.sample.SCENARIOS, checked by a test): named here so
+#: that parsing the command line imports no physics
+SCENARIO_NAMES = ("anomalous_metal", "clean", "drifting", "rf_leak")
 
 
 def _seed(text: str) -> int:
@@ -70,16 +68,66 @@ def _port(text: str) -> int:
     return value
 
 
-def _add_lab_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--station", default="station.yaml", help="station file (default: %(default)s)")
+class _Parser(argparse.ArgumentParser):
+    """Reports unknown arguments with the subcommand's usage, not the top level's."""
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            getattr(parsed, "_parser", self).error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked (importlib.metadata is slow)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        from qbs_lab import __version__
+
+        print(f"qbs_lab {__version__}")
+        parser.exit()
+
+
+def _add_station(p: argparse.ArgumentParser, default: str | None = "station.yaml") -> None:
+    shown = "default: %(default)s" if default else "default: the one the run started on"
+    p.add_argument("--station", default=default, help=f"station file ({shown})")
+
+
+def _add_sim_options(p: argparse.ArgumentParser, *, always: bool = False, resume: bool = False) -> None:
+    """--sim, --scenario, --seed: the same meaning everywhere (``always``: a command that only
+    simulates; ``resume``: unset means the catalog's choice)."""
+    if not always:
+        p.add_argument(
+            "--sim",
+            action=argparse.BooleanOptionalAction if resume else "store_true",
+            default=None if resume else False,
+            help="on the simulated lab instead of the instruments"
+            + (" (default: as the run started)" if resume else ""),
+        )
     p.add_argument(
         "--scenario",
-        choices=sorted(SCENARIOS),
-        help="sample scenario (default: the station's sim.scenario)",
+        choices=SCENARIO_NAMES,
+        metavar="NAME",
+        help=f"sample scenario, with --sim: {', '.join(SCENARIO_NAMES)} (default: "
+        + ("the run's" if resume else "the station's sim.scenario")
+        + ")",
     )
     p.add_argument(
-        "--seed", type=_seed, default=0, help="noise seed, a whole number >= 0 (default: %(default)s)"
+        "--seed",
+        type=_seed,
+        default=None if resume else 0,
+        help="noise seed, a whole number >= 0 (default: " + ("the run's" if resume else "%(default)s") + ")",
     )
+
+
+def _add_lab_options(p: argparse.ArgumentParser) -> None:
+    """A command that only simulates: --sim is accepted (and changes nothing), --scenario needs none."""
+    _add_station(p)
+    p.add_argument("--sim", action="store_true", help="(always on the simulated lab)")
+    _add_sim_options(p, always=True)
 
 
 def _add_procedure_options(p: argparse.ArgumentParser) -> None:
@@ -92,18 +140,38 @@ def _add_procedure_options(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a parameter (repeatable); tuples as a,b,c or start:stop:num",
     )
-    _add_lab_options(p)
+
+
+def _add_faults(p: argparse.ArgumentParser, queue: bool = False) -> None:
+    p.add_argument(
+        "--faults", help="with --sim: a fault schedule (YAML) to inject, for a dry run of a bad night"
+    )
+    if queue:
+        p.add_argument(
+            "--fault-times",
+            choices=("queue", "run"),
+            default="queue",
+            help="fault times count from the queue's start or from each run's start (default: %(default)s)",
+        )
+
+
+def _leaf(sub: argparse._SubParsersAction, name: str, **kwargs: str) -> argparse.ArgumentParser:
+    """A subcommand whose own usage is printed for its errors."""
+    p = sub.add_parser(name, **kwargs)
+    p.set_defaults(_parser=p)
+    p.add_argument("-v", "--verbose", action="store_true", help="instrument and library messages too")
+    return p
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qbs-lab", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"qbs_lab {__version__}")
+    parser = _Parser(prog="qbs-lab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="dry-run R(B) isotherms on the simulated lab, printing live readings")
+    demo = _leaf(sub, "demo", help="dry-run R(B) isotherms on the simulated lab, printing live readings")
     _add_lab_options(demo)
     sim = sub.add_parser("sim", help="the simulated lab")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
-    serve = sim_sub.add_parser("serve", help="serve the emulated instruments on 127.0.0.1 until Ctrl-C")
+    serve = _leaf(sim_sub, "serve", help="serve the emulated instruments on 127.0.0.1 until Ctrl-C")
     _add_lab_options(serve)
     serve.add_argument(
         "--port-base",
@@ -113,27 +181,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     station = sub.add_parser("station", help="the station file and its instruments")
     station_sub = station.add_subparsers(dest="station_command", required=True)
-    check = station_sub.add_parser("check", help="validate, connect, print every role's reading and limits")
-    check.add_argument("path", nargs="?", default="station.yaml", help="station file (default: %(default)s)")
-    check.add_argument("--sim", action="store_true", help="on the simulated lab instead of the instruments")
-    check.add_argument("--scenario", choices=sorted(SCENARIOS), help="sample scenario, with --sim")
-    check.add_argument("--seed", type=_seed, default=0, help="noise seed, with --sim (default: %(default)s)")
-    run = sub.add_parser("run", help="run a procedure into a new dataset")
+    check = _leaf(station_sub, "check", help="validate, connect, print every role's reading and limits")
+    check.add_argument("path", nargs="?", help=argparse.SUPPRESS)  # deprecated: use --station
+    _add_station(check)
+    _add_sim_options(check)
+    run = _leaf(sub, "run", help="run a procedure into a new dataset")
     _add_procedure_options(run)
-    run.add_argument("--sim", action="store_true", help="on the simulated lab instead of the instruments")
-    run.add_argument(
-        "--faults", help="with --sim: a fault schedule (YAML) to inject, for a dry run of a bad night"
-    )
+    _add_station(run)
+    _add_sim_options(run)
+    _add_faults(run)
     run.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="no progress line")
     run.add_argument(
         "--view", nargs="?", const=8642, type=_port, metavar="PORT", help="serve the live view beside the run"
     )
-    estimate = sub.add_parser("estimate", help="check limits and time a procedure, touching no instrument")
+    estimate = _leaf(sub, "estimate", help="check limits and time a procedure, touching no instrument")
     _add_procedure_options(estimate)
-    procedures = sub.add_parser("procedures", help="the procedures, or one procedure's parameters")
+    _add_station(estimate)
+    _add_sim_options(estimate)
+    procedures = _leaf(sub, "procedures", help="the procedures, or one procedure's parameters")
     procedures.add_argument("name", nargs="?", help="a procedure name or .py file")
-    runs = sub.add_parser("runs", help="the catalog of runs")
+    runs = _leaf(sub, "runs", help="the catalog of runs")
     runs.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     runs.add_argument("--limit", type=int, default=20, help="newest N runs (default: %(default)s)")
     runs.add_argument(
@@ -141,54 +209,50 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="make the catalog anew from the run stores on disk (the old file is kept aside)",
     )
-    resume = sub.add_parser("resume", help="continue a run from its first unmeasured point")
+    resume = _leaf(sub, "resume", help="continue a run from its first unmeasured point")
     resume.add_argument("run_id", help="the run's id (qbs-lab runs)")
+    _add_station(resume, default=None)
+    _add_sim_options(resume, resume=True)
+    _add_faults(resume)
     resume.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     resume.add_argument("--no-progress", action="store_true", help="no progress line")
-    export = sub.add_parser("export", help="write a run's dataset as netCDF")
+    export = _leaf(sub, "export", help="write a run's dataset as netCDF")
     export.add_argument("run_id", help="the run's id (qbs-lab runs)")
-    export.add_argument("--netcdf", action="store_true", required=True, help="as a netCDF file")
+    export.add_argument("--netcdf", action="store_true", help="as a netCDF file (the default)")
     export.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     export.add_argument("-o", "--output", help="file to write (default: beside the store, .nc)")
     queue = sub.add_parser("queue", help="tonight's plan: a persistent queue of procedures")
     queue_sub = queue.add_subparsers(dest="queue_command", required=True)
-    q_add = queue_sub.add_parser("add", help="append a procedure")
+    q_add = _leaf(queue_sub, "add", help="append a procedure (checked against the station's limits)")
     q_add.add_argument("procedure", help="a built-in procedure or a .py file")
     q_add.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
-    q_load = queue_sub.add_parser("load", help="append the items of a plan file (YAML)")
+    _add_station(q_add)
+    q_load = _leaf(queue_sub, "load", help="append the items of a plan file (YAML), each checked")
     q_load.add_argument("file")
-    for q in (q_add, q_load):  # every item is checked against the station's limits when queued
-        q.add_argument("--station", default="station.yaml", help="station file (default: %(default)s)")
-    queue_sub.add_parser("list", help="the items, in order, with their status and run")
-    q_remove = queue_sub.add_parser("remove", help="take an item out")
-    q_remove.add_argument("item", type=int)
-    q_move = queue_sub.add_parser("move", help="put an item at a position (1 = first)")
-    q_move.add_argument("item", type=int)
+    _add_station(q_load)
+    _leaf(queue_sub, "list", help="the items, in order, with their status and run")
+    q_remove = _leaf(queue_sub, "remove", help="take an item out")
+    q_remove.add_argument("item", type=int, help="the item's id (qbs-lab queue list)")
+    q_move = _leaf(queue_sub, "move", help="put an item at a position (1 = first)")
+    q_move.add_argument("item", type=int, help="the item's id (qbs-lab queue list)")
     q_move.add_argument("position", type=int)
-    queue_sub.add_parser("clear", help="remove the done and failed items")
-    q_est = queue_sub.add_parser("estimate", help="fridge time of what is left, and when it will finish")
-    _add_lab_options(q_est)
-    q_run = queue_sub.add_parser("run", help="run the items in order (resumes an interrupted one)")
-    _add_lab_options(q_run)
-    q_run.add_argument("--sim", action="store_true", help="on the simulated lab instead of the instruments")
-    q_run.add_argument("--faults", help="with --sim: a fault schedule (YAML) injected into every item's lab")
+    _leaf(queue_sub, "clear", help="remove the done and failed items")
+    q_est = _leaf(queue_sub, "estimate", help="fridge time of what is left, and when it will finish")
+    _add_station(q_est)
+    _add_sim_options(q_est)
+    q_run = _leaf(queue_sub, "run", help="run the items in order (resumes an interrupted one)")
+    _add_station(q_run)
+    _add_sim_options(q_run)
+    _add_faults(q_run, queue=True)
     q_run.add_argument("--no-progress", action="store_true", help="no progress line")
     q_run.add_argument(
         "--view", nargs="?", const=8642, type=_port, metavar="PORT", help="serve the live view beside it"
     )
-    for q in (
-        q_add,
-        q_load,
-        q_remove,
-        q_move,
-        q_est,
-        q_run,
-        *[queue_sub.choices[c] for c in ("list", "clear")],
-    ):
+    for q in queue_sub.choices.values():
         q.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     analyze = sub.add_parser("analyze", help="analysis of stored datasets")
     analyze_sub = analyze.add_subparsers(dest="analyze_command", required=True)
-    crossing = analyze_sub.add_parser("crossing", help="crossing point and scaling collapse of R isotherms")
+    crossing = _leaf(analyze_sub, "crossing", help="crossing point and scaling collapse of R isotherms")
     crossing.add_argument("path", help="a zarr store or netCDF file with R over two dimensions")
     crossing.add_argument("--x", default="B", help="the swept dimension: B or V_g (default: %(default)s)")
     crossing.add_argument("--over", default="T", help="the isotherms' dimension (default: %(default)s)")
@@ -196,7 +260,7 @@ def _parser() -> argparse.ArgumentParser:
     crossing.add_argument(
         "--at", metavar="NAME=VALUE", help="one slice of a phase diagram, e.g. --at V_g=15 (default: all)"
     )
-    view = sub.add_parser("view", help="a read-only web page following the runs and the queue live")
+    view = _leaf(sub, "view", help="a read-only web page following the runs and the queue live")
     view.add_argument("--data", default="data", help="data directory (default: %(default)s)")
     view.add_argument("--port", type=_port, default=8642, help="TCP port (default: %(default)s)")
     view.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s: loopback)")
@@ -230,42 +294,43 @@ def _analyze_crossing(args: argparse.Namespace) -> int:
 
 
 def _lab_options(args: argparse.Namespace, sim: bool) -> LabOptions:
-    data = Path(getattr(args, "data", "data"))
-    faults = getattr(args, "faults", None)
-    if faults and not sim:
-        raise PlanError(["--faults injects faults into the simulated lab: add --sim"])
-    if faults:  # every problem of the schedule now, before anything runs
-        from qbs_lab.sim.faults import FaultSchedule
+    from qbs_lab.api import lab_options
 
-        FaultSchedule.from_yaml(faults)
-    return LabOptions(
-        Path(args.station), sim, args.scenario, args.seed, data, Path(faults) if faults else None
-    )
+    faults = getattr(args, "faults", None)
+    return lab_options(args.station, sim, args.scenario, args.seed, getattr(args, "data", "data"), faults)
 
 
 def _run(args: argparse.Namespace) -> int:
     import time
 
-    from qbs_lab.procedure import load_procedure, parse_settings
-    from qbs_lab.runs import start_run
+    from qbs_lab import api
 
     wall = time.perf_counter()
-    proc = load_procedure(args.procedure)
-    params = parse_settings(proc, args.settings)
-    opts = _lab_options(args, args.sim)
     with _beside_view(args):
-        outcome = start_run(proc, params, opts, progress=not args.no_progress)
-    return _report(outcome, time.perf_counter() - wall)
+        run = api.run(args.procedure, settings=args.settings, **_api_lab(args))
+    return _ran(run, time.perf_counter() - wall)
 
 
 def _resume(args: argparse.Namespace) -> int:
     import time
 
-    from qbs_lab.runs import LabOptions, resume_run
+    from qbs_lab import api
 
     wall = time.perf_counter()
-    outcome = resume_run(args.run_id, LabOptions(data_dir=Path(args.data)), progress=not args.no_progress)
-    return _report(outcome, time.perf_counter() - wall)
+    return _ran(api.resume(args.run_id, **_api_lab(args)), time.perf_counter() - wall)
+
+
+def _api_lab(args: argparse.Namespace) -> dict[str, object]:
+    """The lab flags as the Python API takes them (the same meaning on both)."""
+    keys = ("station", "sim", "scenario", "seed", "faults", "data")
+    return {k: getattr(args, k) for k in keys} | {"progress": "line" if not args.no_progress else False}
+
+
+def _ran(run: object, wall: float) -> int:
+    outcome = run.outcome  # type: ignore[attr-defined]
+    code = _report(outcome, wall)
+    _report_faults(outcome)
+    return code
 
 
 def _report(outcome: RunOutcome, wall: float) -> int:
@@ -278,9 +343,18 @@ def _report(outcome: RunOutcome, wall: float) -> int:
         path = path.relative_to(Path.cwd())
     print(f"run {outcome.run_id} {result.status}: {path}")
     print(f"  {outcome.summary}")
-    fridge = f"fridge time {format_duration(result.duration)}"
+    whole = result.duration  # a resumed run counts the whole run, as its progress line did
+    if outcome.resumed_from:
+        from qbs_lab.store import RunStore
+
+        whole = sum(json.loads(RunStore.open(outcome.path).attrs().get("phases", "{}")).values())
+    fridge = f"fridge time {format_duration(whole)}"
     if outcome.estimate is not None:
-        fridge += f" (estimated {format_duration(outcome.estimate.total)})"
+        fridge += f" (estimated {format_duration(whole - result.duration + outcome.estimate.total)})"
+    if outcome.resumed_from:
+        fridge += (
+            f", {format_duration(result.duration)} of it since resuming at point {outcome.resumed_from + 1}"
+        )
     print(f"  {fridge}, wall time {wall:.1f} s")
     if outcome.online:
         print(f"  crossing after {format_update(outcome.online[-1])}")
@@ -303,6 +377,8 @@ def _report(outcome: RunOutcome, wall: float) -> int:
     if result.status == "completed":
         return 0
     print(f"qbs-lab: run {outcome.run_id} {result.status}: {result.message}", file=sys.stderr)
+    if outcome.left:
+        print(f"  instruments left: {outcome.left}", file=sys.stderr)
     if (result.message or "").startswith("no space left on device"):
         print(
             f"  free some space, then continue with: qbs-lab resume {outcome.run_id}"
@@ -314,15 +390,38 @@ def _report(outcome: RunOutcome, wall: float) -> int:
     return 130 if result.status == "interrupted" else 1
 
 
-def _estimate(args: argparse.Namespace) -> int:
-    from qbs_lab.procedure import load_procedure, parse_settings
-    from qbs_lab.runs import estimate_plan, format_estimate
-    from qbs_lab.station import load_station
+def _report_faults(outcome: RunOutcome) -> None:
+    """Which scheduled faults fired in this run, and a warning for each that never did."""
+    if not outcome.faults.get("scheduled"):
+        return
+    from qbs_lab.fault_times import FaultTimeline
+    from qbs_lab.sim.faults import FaultSchedule
 
-    proc = load_procedure(args.procedure)
-    plan = proc.plan(parse_settings(proc, args.settings))
-    est = estimate_plan(plan, load_station(args.station), seed=args.seed, scenario=args.scenario)
-    print(format_estimate(est, plan))
+    timeline = FaultTimeline(FaultSchedule.from_list(outcome.faults["scheduled"]), "run")
+    timeline.for_run()
+    timeline.record(outcome.run_id, outcome.faults)
+    _print_fault_report(timeline)
+
+
+def _print_fault_report(timeline: object) -> None:
+    lines, warns = timeline.report()  # type: ignore[attr-defined]
+    print("\n".join(lines))
+    for w in warns:
+        print(f"qbs-lab: warning: {w}", file=sys.stderr)
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from qbs_lab import api
+
+    est = api.estimate(
+        args.procedure,
+        settings=args.settings,
+        station=args.station,
+        sim=args.sim,
+        scenario=args.scenario,
+        seed=args.seed,
+    )
+    print(est)
     return 0
 
 
@@ -341,9 +440,9 @@ def _procedures(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from qbs_lab.lock import data_lock, hold
+    from qbs_lab.lock import LockError, data_lock, hold
     from qbs_lab.runs import reconcile
-    from qbs_lab.store import Catalog, RunStore
+    from qbs_lab.store import Catalog, RunStore, RunStoreError
 
     if args.rebuild:
         return _rebuild(args)
@@ -392,6 +491,7 @@ def _rebuild(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import xarray as xr
 
+    from qbs_lab.runs import PlanError
     from qbs_lab.store.catalog import Catalog
 
     record = Catalog(args.data).get(args.run_id)
@@ -419,7 +519,7 @@ def _queue(args: argparse.Namespace) -> int:
         from qbs_lab.queue import settings_from_yaml
 
         entries = [(args.procedure, args.settings)] if cmd == "add" else settings_from_yaml(args.file)
-        _check_queue_limits(entries, args.station, "" if cmd == "add" else f"{args.file}: ")
+        _check_limits(entries, args.station)
     if cmd == "add":
         item = queue.add(args.procedure, args.settings)
         print(
@@ -446,19 +546,24 @@ def _queue(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_queue_limits(entries: list[tuple[str, list[str]]], station: str, where: str) -> None:
-    """Refuse to queue an item that the station's limits would stop at `queue run`."""
+def _check_limits(entries: list[tuple[str, list[str]]], station: str) -> None:
+    """Every item's setpoints against the station's limits, before it is queued."""
     from qbs_lab.actuators import check_plan
-    from qbs_lab.procedure import load_procedure, parse_settings
+    from qbs_lab.procedure import ProcedureError, load_procedure, parse_settings
+    from qbs_lab.queue import QueueError
     from qbs_lab.station import load_station
 
     config = load_station(station)
     problems = []
-    for n, (procedure, settings) in enumerate(entries):
-        proc = load_procedure(procedure)
-        item = f"{where}items[{n}] ({procedure}): " if where else f"{procedure}: "
-        for p in check_plan(proc.plan(parse_settings(proc, settings)), config):
-            problems.append(f"{item}outside the limits of {station}: {p}")
+    for procedure, settings in entries:
+        try:
+            proc = load_procedure(procedure)
+            plan = proc.plan(parse_settings(proc, settings))
+        except ProcedureError as err:
+            problems.append(str(err))
+            continue
+        for problem in check_plan(plan, config):
+            problems.append(f"{station}: {procedure}: outside the station's limits: {problem}")
     if problems:
         raise QueueError(problems)
 
@@ -468,14 +573,12 @@ def _queue_list(queue: Queue) -> None:
     if not items:
         print("the queue is empty")
         return
-    print(f"{'pos':>3} {'item':>4}  {'procedure':<18} {'status':<8} {'run':>4}  settings")
+    # in run order; the item id is what remove and move take
+    print(f"{'item':>4}  {'procedure':<18} {'status':<8} {'run':>4}  settings")
     for i in items:
         run = i.run_id or ""
         note = f"  ({i.message})" if i.message and i.status == "failed" else ""
-        print(
-            f"{i.position:>3} {i.item_id:>4}  {i.procedure:<18} {i.status:<8} {run:>4}"
-            f"  {' '.join(i.settings)}{note}"
-        )
+        print(f"{i.item_id:>4}  {i.procedure:<18} {i.status:<8} {run:>4}  {' '.join(i.settings)}{note}")
 
 
 def _queue_estimate(args: argparse.Namespace, queue: Queue) -> int:
@@ -488,6 +591,7 @@ def _queue_estimate(args: argparse.Namespace, queue: Queue) -> int:
     from qbs_lab.station import load_station
     from qbs_lab.store import Catalog, RunStore
 
+    _lab_options(args, args.sim)  # the same misuse checks as run
     config = load_station(args.station)
     catalog = Catalog(args.data)
     total = 0.0
@@ -525,21 +629,33 @@ def _queue_run(args: argparse.Namespace, queue: Queue) -> int:
 
     opts = _lab_options(args, args.sim)
     progress = not args.no_progress
+    timeline = None
+    if opts.faults is not None:
+        from qbs_lab.fault_times import FaultTimeline
+
+        timeline = FaultTimeline(opts.faults, args.fault_times)  # type: ignore[arg-type]
+
+    def item_opts():  # type: ignore[no-untyped-def]
+        return dataclasses.replace(opts, faults=timeline.for_run()) if timeline is not None else opts
 
     def start(item, on_created):  # type: ignore[no-untyped-def]
         wall = time.perf_counter()
         proc = load_procedure(item.procedure)
         outcome = start_run(
-            proc, parse_settings(proc, item.settings), opts, progress=progress, on_created=on_created
+            proc, parse_settings(proc, item.settings), item_opts(), progress=progress, on_created=on_created
         )
         _report(outcome, time.perf_counter() - wall)
+        if timeline is not None:
+            timeline.record(outcome.run_id, outcome.faults)
         return outcome
 
     def resume(item):  # type: ignore[no-untyped-def]
         wall = time.perf_counter()
         print(f"resuming item {item.item_id} (run {item.run_id})")
-        outcome = resume_run(item.run_id, opts, progress=progress)
+        outcome = resume_run(item.run_id, item_opts(), progress=progress)
         _report(outcome, time.perf_counter() - wall)
+        if timeline is not None:
+            timeline.record(outcome.run_id, outcome.faults)
         return outcome
 
     from qbs_lab.notify import Notifier
@@ -547,6 +663,11 @@ def _queue_run(args: argparse.Namespace, queue: Queue) -> int:
     from qbs_lab.station import load_station
 
     notifier = Notifier(load_station(opts.station).notify)
+    from qbs_lab.procedure import ProcedureError
+    from qbs_lab.queue import QueueError
+    from qbs_lab.runs import PlanError
+    from qbs_lab.store import CatalogError, RunStoreError
+
     # an item's own problem fails that item and the queue goes on; the station's or the disk's stop it
     cannot_run = (PlanError, ProcedureError, QueueError, CatalogError, RunStoreError)
     with runner_locks(opts.data_dir, None if opts.sim else opts.station), _beside_view(args):
@@ -555,31 +676,38 @@ def _queue_run(args: argparse.Namespace, queue: Queue) -> int:
         )
     print(f"queue {ended}")
     _queue_list(queue)
+    if timeline is not None:
+        _print_fault_report(timeline)
     return {"done": 0, "interrupted": 130, "stopped": 1}[ended]
 
 
 def _station_check(args: argparse.Namespace) -> int:
+    from qbs_lab.sim.lab import SimLab
     from qbs_lab.station import load_station
     from qbs_lab.station_check import print_station_check
 
-    config = load_station(args.path)
+    if args.path is not None:  # the old positional form, kept working (no longer in the help)
+        args.station = args.path
+    _lab_options(args, args.sim)  # --scenario without --sim: one line
+    config = load_station(args.station)
     if not args.sim:
         from qbs_lab.lock import hold, station_lock
 
-        with hold(station_lock(args.path), f"the station {args.path}"), config.connect() as st:
-            print(f"station {args.path}: the instruments")
+        with hold(station_lock(args.station), f"the station {args.station}"), config.connect() as st:
+            print(f"station {args.station}: the instruments")
             print_station_check(st)
         return 0
-    with SimLab.from_station(args.path, seed=args.seed, scenario=args.scenario) as lab:
+    with SimLab.from_station(args.station, seed=args.seed, scenario=args.scenario) as lab:
         st = config.connect(lab=lab)
         with st:
-            print(f"station {args.path} on the simulated lab (scenario {lab.scenario!r}, seed {lab.seed})")
+            print(f"station {args.station} on the simulated lab (scenario {lab.scenario!r}, seed {lab.seed})")
             print_station_check(st)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     from qbs_lab.sim.demo import run_demo
+    from qbs_lab.sim.lab import SimLab, SimLabError
 
     with SimLab.from_station(args.station, seed=args.seed, scenario=args.scenario) as lab:
         missing = {"lockin", "gate", "magnet", "fridge"} - set(lab.instruments)
@@ -592,6 +720,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from qbs_lab.clock import RealClock
+    from qbs_lab.sim.lab import SimLab, SimLabError
+
     lab = SimLab.from_station(args.station, seed=args.seed, scenario=args.scenario, clock=RealClock())
     ports = {name: args.port_base + i for i, name in enumerate(lab.instruments)} if args.port_base else None
     try:
@@ -618,12 +749,44 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_error(err: BaseException) -> list[str] | None:
+    """The lines of a mistake a user can make (shown without a traceback); None for anything else.
+    The error classes are imported here, after the command ran, so a fast command stays fast."""
+    from qbs_lab.analysis.report import AnalysisInputError
+    from qbs_lab.drivers.errors import RoleError
+    from qbs_lab.lock import LockError
+    from qbs_lab.procedure import ProcedureError
+    from qbs_lab.queue import QueueError
+    from qbs_lab.runs import PlanError
+    from qbs_lab.sim.faults import FaultError
+    from qbs_lab.sim.lab import SimLabError
+    from qbs_lab.station import StationError
+    from qbs_lab.store import CatalogError, RunStoreError
+    from qbs_lab.store.space import DiskFull, InsufficientSpace
+
+    if isinstance(err, StationError | PlanError | QueueError | FaultError):
+        return list(err.problems)
+    user = (SimLabError, RoleError, AnalysisInputError, ProcedureError, CatalogError, RunStoreError)
+    user += (LockError, InsufficientSpace, DiskFull)
+    if isinstance(err, user):
+        return [str(err)]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # QCoDeS's SR830 driver warns about its own buffer parameters: nothing a user can act on
     warnings.filterwarnings("ignore", message=".*does not correctly pass kwargs.*")
-    route_library_logging()  # QCoDeS's own tracebacks go to the log file, not the terminal
     args = _parser().parse_args(argv)
+    from qbs_lab.lock import set_command
+
     set_command(shlex.join(["qbs-lab", *(sys.argv[1:] if argv is None else argv)]))
+    from qbs_lab.console import quiet
+
+    with quiet(getattr(args, "verbose", False)):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         data = getattr(args, "data", None)
         # the data directory, or the nearest of its parents that exists, must be a directory
@@ -660,23 +823,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = commands[args.command](args)
         sys.stdout.flush()  # a reader gone before the last lines (`runs | head`): caught below, not at exit
         return code
-    except SimLabError as err:
-        print(f"qbs-lab: error: {err}", file=sys.stderr)
-        return 2
-    except StationError as err:
-        for problem in err.problems:
-            print(f"qbs-lab: error: {problem}", file=sys.stderr)
-        return 2
-    except (PlanError, QueueError, FaultError) as err:
-        for problem in err.problems:
-            print(f"qbs-lab: error: {problem}", file=sys.stderr)
-        return 2
-    except (RoleError, AnalysisInputError, ProcedureError, CatalogError, RunStoreError) as err:
-        print(f"qbs-lab: error: {err}", file=sys.stderr)
-        return 2
-    except (LockError, InsufficientSpace, DiskFull) as err:
-        print(f"qbs-lab: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("qbs-lab: interrupted", file=sys.stderr)
         return 130
@@ -687,13 +833,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError:
         print("qbs-lab: error: out of memory (a plan or a file too large?)", file=sys.stderr)
         return 2
-    except Exception as err:  # the last resort: one line here, the traceback in the log file
-        log = log_traceback(err, " ".join(sys.argv[1:] if argv is None else argv))
-        text = str(err).strip().splitlines()[0][:300] if str(err).strip() else "no message"
-        where = f" (details in {log})" if log else ""
-        print(f"qbs-lab: error: unexpected {type(err).__name__}: {text}{where}", file=sys.stderr)
-        return 1
-    return 2
+    except Exception as err:
+        problems = _user_error(err)
+        if problems is None:  # the last resort: one line here, the traceback in the log file
+            from qbs_lab.diagnostics import log_traceback
+
+            log = log_traceback(err, args.command)
+            text = str(err).strip().splitlines()[0][:300] if str(err).strip() else "no message"
+            where = f" (details in {log})" if log else ""
+            print(f"qbs-lab: error: unexpected {type(err).__name__}: {text}{where}", file=sys.stderr)
+            return 1
+        for problem in problems:
+            print(f"qbs-lab: error: {problem}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ in a log file a line is written every 10 %.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -50,6 +51,7 @@ class Progress:
         self.t_start = t_start  # the run's time axis value when this segment started
         self._last_draw = 0.0
         self._last_decile = -1
+        self._shown = 0  # characters of the line on screen now (cleared on every redraw)
         self.done = start
         self.t = t_start
 
@@ -59,8 +61,7 @@ class Progress:
             now = time.monotonic()
             if now - self._last_draw >= 0.2 or self.done == self.total:
                 self._last_draw = now
-                self.out.write("\r" + self.line())
-                self.out.flush()
+                self._draw(self.line())
         else:
             decile = 10 * self.done // self.total
             if decile != self._last_decile:
@@ -90,13 +91,30 @@ class Progress:
         left_text = f", {format_duration(left)} left" if left is not None and self.done < self.total else ""
         return (
             f"{self.label}[{bar}] {self.done}/{self.total} points {100 * frac:3.0f}%"
-            f"  {format_duration(self.t)} elapsed{left_text}   "
+            f"  {format_duration(self.t)} elapsed{left_text}"
         )
+
+    def _draw(self, text: str, end: str = "") -> None:
+        """Redraw in place: the whole previous line overwritten (a shorter one leaves no tail), never
+        wider than the terminal (a wrapped line cannot be redrawn)."""
+        text = text[: max(20, shutil.get_terminal_size().columns - 1)]
+        self.out.write("\r" + text + " " * max(0, self._shown - len(text)) + end)
+        self._shown = 0 if end else len(text)
+        self.out.flush()
+
+    def message(self, text: str) -> None:
+        """A line of its own above the progress line (which is drawn again below it)."""
+        if not self.tty:
+            self.out.write(text + "\n")
+            self.out.flush()
+            return
+        self.out.write("\r" + text.ljust(self._shown) + "\n")  # whole, even if it wraps
+        self._shown = 0
+        self._draw(self.line())
 
     def finish(self) -> None:
         if self.tty:
-            self.out.write("\r" + self.line() + "\n")
-            self.out.flush()
+            self._draw(self.line(), end="\n")
 
 
 class WorkProgress:

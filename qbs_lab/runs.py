@@ -30,14 +30,14 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from qbs_lab import __version__
-from qbs_lab.actuators import STATION_VARIABLES, check_plan
+from qbs_lab import __version__, console
+from qbs_lab.actuators import STATION_VARIABLES, check_plan, describe_parked
 from qbs_lab.analysis.online import OnlineCrossing, format_update
 from qbs_lab.clock import RealClock, VirtualClock
 from qbs_lab.interrupt import GuardedClock, StopRequest, catch_sigint
 from qbs_lab.lock import data_lock, hold, station_lock
 from qbs_lab.notify import Notifier
-from qbs_lab.plan import AXIS_KINDS, Plan
+from qbs_lab.plan import AXIS_KINDS, RF_OFF, Plan
 from qbs_lab.procedure import Procedure, load_procedure, parameters_from_dict
 from qbs_lab.progress import ESTIMATE_PROGRESS_POINTS, Progress, WorkProgress, format_duration
 from qbs_lab.runner import PHASES, Runner, RunResult, Subscriber, first_unmeasured
@@ -107,6 +107,10 @@ class RunOutcome:
     online: list[dict[str, Any]] = field(default_factory=list)  # the crossing updates, last is newest
     checks: dict[str, Any] | None = None  # the procedure's own verdict (Procedure.analyze)
     unrecorded: str | None = None  # what of the run's end could not be written (a full disk)
+    left: str = ""  # where the instruments were left, in words ("gate 0 V, magnet 0 T (driven), ...")
+    # the simulated lab's faults: "scheduled" (resolved), "events" (fired/ended) and its clock at the end
+    faults: dict[str, Any] = field(default_factory=dict)
+    resumed_from: int = 0  # the first point this segment measured (0: a fresh run)
 
 
 # -- estimate ------------------------------------------------------------------------------------------
@@ -360,17 +364,26 @@ def _start_locked(
             summary, unrecorded = _finish(store, catalog, run_id, result, plan, ctx.log, station, lab)
             checks = _checks(proc, store, result, ctx.log)
             truth = _truth(lab, plan) if lab is not None else {}
+            faults = _fault_record(lab)
     except BaseException as err:
         # e.g. a station that cannot be reached: the catalog must not go on saying "running"
         message = storage_reason(err, path)[:500]
         with contextlib.suppress(CatalogError, OSError):
             if catalog.get(run_id).status == "running":
                 catalog.update(run_id, status="aborted", ended=now_iso(), message=message)
+        with contextlib.suppress(OSError):  # the libraries' own account (a connection traceback)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            log = RunLog(path)
+            for note in console.drain():
+                log.write(note)
+            log.write(f"run {run_id} aborted: {type(err).__name__}: {err}")
         full = disk_full(err, path)
         if full is not None:
             raise full from None
         raise
-    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, unrecorded)
+    outcome = RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, unrecorded)
+    outcome.left, outcome.faults = ctx.left, faults
+    return outcome
 
 
 def resume_run(
@@ -380,8 +393,16 @@ def resume_run(
     out: TextIO | None = None,
     progress: bool = True,
     subscribers: Sequence[Subscriber] = (),
+    sim: bool | None = None,
+    scenario: str | None = None,
+    seed: int | None = None,
+    station: Path | None = None,
+    procedure: Procedure | None = None,
 ) -> RunOutcome:
-    """Continue run ``run_id`` from its first unmeasured point, on the station and lab it started on."""
+    """Continue run ``run_id`` from its first unmeasured point, on the station and lab it started on
+    (the catalog's choice) unless ``sim``, ``scenario``, ``seed`` or ``station`` say otherwise;
+    ``procedure``: the one to use instead of loading the recorded one (a Plan object's run)."""
+    overrides = {"sim": sim, "scenario": scenario, "seed": seed, "station": station, "procedure": procedure}
     with contextlib.ExitStack() as locks:
         locks.enter_context(hold(data_lock(opts.data_dir), f"the data directory {opts.data_dir}"))
         catalog = Catalog(opts.data_dir)
@@ -391,9 +412,10 @@ def resume_run(
                 f"run {run_id}: its catalog row is damaged ({record.damaged}); rebuild the catalog from"
                 f" the stores with `qbs-lab runs --rebuild --data {opts.data_dir}`"
             )
-        if not record.sim:
-            locks.enter_context(hold(station_lock(record.station), f"the station {record.station}"))
-        return _resume_locked(record, catalog, opts, out, progress, subscribers)
+        if not (record.sim if sim is None else sim):
+            where = station if station is not None else record.station
+            locks.enter_context(hold(station_lock(where), f"the station {where}"))
+        return _resume_locked(record, catalog, opts, out, progress, subscribers, **overrides)
 
 
 def _resume_locked(
@@ -403,6 +425,11 @@ def _resume_locked(
     out: TextIO | None,
     progress: bool,
     subscribers: Sequence[Subscriber],
+    sim: bool | None = None,
+    scenario: str | None = None,
+    seed: int | None = None,
+    station: Path | None = None,
+    procedure: Procedure | None = None,
 ) -> RunOutcome:
     run_id = record.run_id
     state = record.state
@@ -422,7 +449,7 @@ def _resume_locked(
                 " resuming would mix two versions in one dataset: start a new run instead"
             ]
         )
-    proc = load_procedure(record.source or record.procedure)
+    proc = procedure or load_procedure(record.source or record.procedure)
     params = parameters_from_dict(proc, record.parameters)
     plan = proc.plan(params)
     if store.dims != plan.dims or store.shape != plan.shape:
@@ -434,12 +461,13 @@ def _resume_locked(
     start = first_unmeasured(plan, store.measured())
     t_stored = stored["t"].values
     t_offset = float(np.nanmax(t_stored)) if np.isfinite(t_stored).any() else 0.0
+    use_sim = record.sim if sim is None else sim
     opts = dataclasses.replace(
         opts,
-        station=Path(record.station),
-        sim=record.sim,
-        scenario=record.scenario,
-        seed=record.seed if record.seed is not None else opts.seed,
+        station=station if station is not None else Path(record.station),
+        sim=use_sim,
+        scenario=scenario if scenario is not None else (record.scenario if use_sim else None),
+        seed=seed if seed is not None else (record.seed if record.seed is not None else opts.seed),
     )
     config = load_station(opts.station)
     problems = check_plan(plan, config)
@@ -449,6 +477,10 @@ def _resume_locked(
     est = None
     if opts.sim:
         est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario, start=start)
+    where = f"resuming run {run_id} at point {start + 1}/{plan.size}"
+    if progress:
+        print(where, file=out or sys.stderr, flush=True)
+    RunLog(Path(record.path)).write(where)
     resumed = json.loads(attrs.get("resumed", "[]"))
     resumed.append({"at": now_iso(), "from_point": start, "pid": os.getpid()})
     path = Path(record.path)
@@ -475,7 +507,20 @@ def _resume_locked(
         summary, unrecorded = _finish(store, catalog, run_id, result, plan, log, station, lab)
         checks = _checks(proc, store, result, log)
         truth = _truth(lab, plan) if lab is not None else {}
-    return RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, unrecorded)
+        faults = _fault_record(lab)
+    outcome = RunOutcome(run_id, path, result, est, summary, truth, ctx.online, checks, unrecorded)
+    outcome.left, outcome.faults, outcome.resumed_from = ctx.left, faults, start
+    return outcome
+
+
+def _fault_record(lab: SimLab | None) -> dict[str, Any]:
+    if lab is None:
+        return {}
+    return {
+        "scheduled": [f.to_dict() for f in lab.faults.faults],
+        "events": [e.to_dict() for e in lab.fault_log],
+        "lab_time": lab.clock.now(),
+    }
 
 
 def reconcile(catalog: Catalog, record: RunRecord) -> RunRecord:
@@ -527,6 +572,7 @@ class _Context:
     out: TextIO | None = None
     subscribers: Sequence[Subscriber] = ()
     online: list[dict[str, Any]] = field(default_factory=list)
+    left: str = ""  # where the instruments were left (parked), in words
 
 
 class RunLog:
@@ -577,8 +623,8 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
             ctx.store.update_attrs(online=_dumps(ctx.online))
             line = f"crossing after {format_update(record)}"
             ctx.log.write(line)
-            if ctx.progress:
-                print(f"\r{line}", file=out, flush=True)
+            if bar is not None:
+                bar.message(line)  # above the progress line, which is redrawn below it
 
         online = OnlineCrossing(plan, runner.variables, on_update)
         if ctx.start:
@@ -597,6 +643,8 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         )
         subs.insert(0, bar)
     runner.subscribers = subs
+    for note in console.drain():  # the instruments' connection lines, library warnings
+        ctx.log.write(note)
     ctx.log.write(
         f"run {ctx.run_id} {plan.procedure}: from point {ctx.start} of {plan.size}"
         + (f", estimated fridge time {format_duration(ctx.est.total)}" if ctx.est else "")
@@ -610,6 +658,10 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         result = runner.run(start=ctx.start, t_offset=ctx.t_offset)
     if bar is not None:
         bar.finish()
+    if runner.station is not None and (plan.park or result.status != "completed"):
+        fault = result.status != "completed"
+        ctx.left = describe_parked(runner.station, fault, result.park_failures)
+        ctx.log.write(f"instruments left: {ctx.left}")
     station = runner.station
     for r in getattr(station, "io_retries", []):
         ctx.log.write(
@@ -624,6 +676,8 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         )
     for T, waited, outcome in result.stabilization:
         ctx.log.write(f"temperature {T * 1e3:.4g} mK: {outcome} after {waited:.0f} s")
+    for note in console.drain():
+        ctx.log.write(note)
     return result
 
 
@@ -714,12 +768,22 @@ def _summary(store: RunStore, plan: Plan) -> str:
         if np.isfinite(R).any():
             parts.append(f"R {np.nanmin(R):.4g} to {np.nanmax(R):.4g} Ohm")
     for a in plan.axes:
-        lo, hi = min(a.values), max(a.values)
-        parts.append(f"{a.name} {lo:g} to {hi:g} {a.units}" if lo != hi else f"{a.name} {lo:g} {a.units}")
+        parts.append(f"{a.name} {_span(a.name, a.values, a.units)}")
     for k, v in plan.fixed.items():
-        parts.append(f"{k} = {v:g} {AXIS_KINDS[k][0]}")
+        parts.append(f"{k} = {_span(k, (v,), AXIS_KINDS[k][0])}")
     done = int(store.measured().sum())
     return f"{done}/{plan.size} points; " + ", ".join(parts)
+
+
+def _span(name: str, values: Sequence[float], units: str) -> str:
+    """``0.06 to 0.24 K``; RF power's off value as "off" (``off, -40 to -30 dBm``); no stray units."""
+    off = name == "P_rf" and RF_OFF in values
+    on = [v for v in values if not (name == "P_rf" and v == RF_OFF)]
+    text = ""
+    if on:
+        lo, hi = min(on), max(on)
+        text = (f"{lo:g} to {hi:g}" if lo != hi else f"{lo:g}") + (f" {units}" if units else "")
+    return ", ".join(t for t in ("off" if off else "", text) if t)
 
 
 def _truth(lab: SimLab, plan: Plan) -> dict[str, Any]:

@@ -22,8 +22,8 @@
    ones run after it bit for bit; the killed item resumed in its own run, keeping every point stored
    before the kill bit for bit and measuring the rest as the reference did within the noise.
 
-The fault schedule restarts with each run's lab (fault times are on the lab's clock, which starts at
-zero for every item and again for a resumed item), as ``--faults`` documents.
+The fault schedule restarts with each run's lab (``--fault-times run``: fault times are on the lab's
+clock, which starts at zero for every item and again for a resumed item), as ``--faults`` documents.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def queue_run_argv(station: Path, faults: Path, data: Path) -> list[str]:
         "--sim",
         "--faults",
         str(faults),
+        "--fault-times",  # (the default counts from the queue's start)
+        "run",
         "--station",
         str(station),
         "--data",

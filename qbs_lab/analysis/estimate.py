@@ -125,7 +125,7 @@ class Analysis:
             lines.append("collapse: not run (needs three or more isotherms)")
         elif k.ok:
             zerr = f" ± {k.znu_err:.2g}" if math.isfinite(k.znu_err) else ""
-            lines.append(f"z*nu = {k.znu:.3g}{zerr}")
+            lines.append(f"z·ν = {k.znu:.3g}{zerr}")
             lines.append(
                 f"collapse quality = {k.quality:.3g} (chi2 per degree of freedom, about 1 within the noise);"
                 f" its x_c = {k.x_c * xs:.5g} ± {k.x_c_err * xs:.2g} {xu}"

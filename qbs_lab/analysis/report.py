@@ -163,7 +163,7 @@ def format_report(results: list[tuple[dict[str, float], Analysis]], x: str, plot
     xu, xs = UNITS.get(x, ("", 1.0))
     lines = [
         f"{f'{other} [{ou}]':>10}  {'verdict':<20} {f'{x}_c [{xu}]':>18}  {'R_c [Ohm]':>16}  "
-        f"{'z*nu':>12}  excluded",
+        f"{'z·ν':>12}  excluded",
     ]
     for fixed, a in results:
         c, k = a.crossing, a.collapse

@@ -457,11 +457,11 @@ def _failure(r: ScalingResult, prob: _Problem) -> str:
         )
     lz = math.log(r.znu)
     if min(lz - math.log(ZNU_BOUNDS[0]), math.log(ZNU_BOUNDS[1]) - lz) < 0.02:
-        return f"z*nu ran to the edge of the search ({r.znu:.3g})"
+        return f"z·ν ran to the edge of the search ({r.znu:.3g})"
     if abs(r.x_c - prob.center) > 0.98 * prob.W:
         return "x_c ran to the edge of the window"
     if math.isfinite(r.znu_err) and r.znu_err > r.znu:
-        return f"z*nu is undetermined (error {r.znu_err:.2g} larger than the value {r.znu:.2g})"
+        return f"z·ν is undetermined (error {r.znu_err:.2g} larger than the value {r.znu:.2g})"
     if math.isfinite(r.x_c_err) and r.x_c_err > prob.W:
         return "x_c is undetermined (its error exceeds the window)"
     return ""
