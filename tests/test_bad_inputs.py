@@ -35,7 +35,7 @@ SUBSET = {
     "procedure: p.py (unresolvable type hint)": "cannot be resolved",
     "procedure: not .py": "ending in .py",
     "plan file: binary": "is not UTF-8 text",
-    "plan file: out of the station's limits": "outside the limits",
+    "plan file: out of the station's limits": "outside the station's limits",
     "fault file: binary": "is not UTF-8 text",
     "cli: resume ²": "is not a run id",
     "data: runs --data FILE": "is a file, not a data directory",

@@ -285,7 +285,7 @@ def test_queue_add_and_load_refuse_items_outside_the_stations_limits(
     assert cli.main(["queue", "add", "field_sweep", "--set", "B_stop=0.5", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     (line,) = err
-    assert line.startswith(f"qbs-lab: error: field_sweep: outside the limits of {STATION}: B = ")
+    assert line.startswith(f"qbs-lab: error: {STATION}: field_sweep: outside the station's limits: B = ")
     assert line.endswith("T is outside the limit |B| <= 0.1 T")
     plan = tmp_path / "plan.yaml"
     plan.write_text(
@@ -294,7 +294,7 @@ def test_queue_add_and_load_refuse_items_outside_the_stations_limits(
     )
     assert cli.main(["queue", "load", str(plan), *argv]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"qbs-lab: error: {plan}: items[1] (gate_sweep): outside the limits of {STATION}")
+    assert line.startswith(f"qbs-lab: error: {STATION}: gate_sweep: outside the station's limits: V_g = ")
     assert Queue(data).items() == []  # nothing queued: neither the bad item nor the good one before it
     assert cli.main(["queue", "load", str(plan.with_name("none.yaml")), *argv]) == 2
     assert cli.main(["queue", "add", "field_sweep", "--set", "num=3", *argv]) == 0
