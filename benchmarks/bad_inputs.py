@@ -467,7 +467,7 @@ def cli_cases() -> list[Case]:
         Case("cli: resume a completed run", ["resume", "1"], needs_run=True),
         Case("cli: export 999", ["export", "999", "--netcdf"], needs_run=True),
         Case("cli: export ²", ["export", "²", "--netcdf"]),
-        Case("cli: export without --netcdf", ["export", "1"], needs_run=True),
+        Case("cli: export to a path under a file", ["export", "1", "-o", "f/x.nc"], {"f": "x"}, True),
         Case(
             "cli: export into a missing directory",
             ["export", "1", "--netcdf", "-o", "no/such/dir/x.nc"],
