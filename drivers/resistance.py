@@ -52,6 +52,7 @@ class ResistanceMeter:
         self, lockin: LockinAdapter, bias_resistor: float, clock: Clock, residual: float = 1e-3
     ) -> None:
         self.lockin, self.bias_resistor, self.clock, self.residual = lockin, bias_resistor, clock, residual
+        self.settled = 0.0  # seconds waited for the filter to settle, summed (physics, not overhead)
 
     def settle_time(self) -> float:
         """Seconds to wait after a change before a reading is settled to ``residual``."""
@@ -62,7 +63,7 @@ class ResistanceMeter:
     ) -> ResistanceReading:
         """One settled reading of R (with the settle wait unless ``settle`` is False)."""
         if settle:
-            self.clock.sleep(self.settle_time())
+            self._settle()
         for _ in range(max_tries):
             self.lockin.status()  # clear flags latched before this reading
             x, y = self.lockin.read_xy()
@@ -70,13 +71,18 @@ class ResistanceMeter:
             sens = self.lockin.sensitivity()
             if not autorange or not self._rerange(x, y, sens, status):
                 break
-            self.clock.sleep(self.settle_time())
+            self._settle()
         else:
             raise RoleError(f"lock-in did not settle on a sensitivity in {max_tries} tries")
         v_osc = self.lockin.amplitude()
         current = (v_osc - x) / self.bias_resistor
         R = x / current if current else math.inf
         return ResistanceReading(R, x, y, current, sens, status)
+
+    def _settle(self) -> None:
+        wait = self.settle_time()
+        self.settled += wait
+        self.clock.sleep(wait)
 
     def _rerange(self, x: float, y: float, sens: float, status: LockinStatus) -> bool:
         """Step the sensitivity if the reading asks for it; True when a new reading is needed."""

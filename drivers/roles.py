@@ -12,6 +12,7 @@ clock, so they are the same whatever the driver. Units: V, A, T, T/s, K, dBm, s.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from qbs_lab.drivers.errors import LeakageError, LimitError, QuenchError, SafetyError
@@ -66,6 +67,8 @@ class GateRole:
         self.adapter, self.limits, self.clock = adapter, limits, clock
         adapter.set_current_limit(limits.current_limit)
         self._level: float | None = None  # the level this role last sent
+        #: seconds of this role's waits the physics needs (travel / max_rate), summed over its ramps
+        self.floor = 0.0
 
     def voltage(self) -> float:
         return self.adapter.voltage()
@@ -98,6 +101,7 @@ class GateRole:
         # equal steps, the largest allowed (a drivers' rounding of a sent level, at its resolution, stays)
         n = max(1, math.ceil(abs(target - start) / lim.max_step - 1e-9))
         dwell = abs(target - start) / n / lim.max_rate
+        self.floor += abs(target - start) / lim.max_rate  # the rate limit's own time: the physics
         for k in range(1, n + 1):
             v = target if k == n else start + (target - start) * k / n
             lim.check(v)
@@ -125,6 +129,8 @@ class MagnetLimits:
     max_field: float
     max_rate: float
     poll: float = 0.5
+    #: [s] between state reads near a ramp's expected arrival (and backing off after it)
+    fine_poll: float = 0.02
 
     def check(self, field: float, rate: float) -> None:
         if not (math.isfinite(field) and abs(field) <= self.max_field):
@@ -134,10 +140,20 @@ class MagnetLimits:
 
 
 class MagnetRole:
-    """The magnet: the rate goes to the supply itself, then the role waits on the clock for HOLDING."""
+    """The magnet: the rate goes to the supply itself, then the role waits on the clock for HOLDING.
+
+    The wait ends when the physics does: the ramp should arrive after travel / rate, so the role reads
+    the supply's state every ``poll`` seconds until then (a quench is seen within that) and every
+    ``fine_poll`` seconds from the expected arrival on, backing off if the supply is slower (switch
+    heating, a slower ramp segment). A field step costs its ramp time plus a few reads.
+    """
 
     def __init__(self, adapter: MagnetAdapter, limits: MagnetLimits, clock: Clock) -> None:
         self.adapter, self.limits, self.clock = adapter, limits, clock
+        #: seconds of this role's waits the physics needs (travel / rate), summed over its ramps
+        self.floor = 0.0
+        self._rate: float | None = None  # the ramp rate this role set and read back [T/s]
+        self._held: float | None = None  # the field the last ramp of this role ended holding at [T]
 
     def field(self) -> float:
         return self.adapter.field()
@@ -153,18 +169,30 @@ class MagnetRole:
         rate = self.limits.max_rate if rate is None else rate
         self.limits.check(target, rate)
         self._raise_if_quenched()
-        if abs(self.adapter.ramp_rate() - rate) > 1e-6 * rate:
-            self.adapter.set_ramp_rate(rate)
-            taken = self.adapter.ramp_rate()
-            if abs(taken - rate) > 1e-6 * rate:  # the supply refused it: do not ramp at the old rate
-                raise SafetyError(f"the supply did not take the ramp rate {rate:g} T/s (it has {taken:g})")
-        start = self.adapter.field()
+        # the rate this role set and read back, and the field its last ramp held at, are not asked
+        # again: a step costs its ramp and the supply's own conversation, not three more reads
+        self._set_rate(rate)
+        start = self._held if self._held is not None else self.adapter.field()
+        self._held = None  # until this ramp holds
         self.adapter.start_ramp(target)
+        travel = abs(target - start) / rate
+        self.floor += travel
+        arrival = self.clock.now() + travel
         # the ramp's own duration, plus switch heating and a margin: a supply that never holds is a fault
-        deadline = self.clock.now() + 1.5 * abs(target - start) / rate + 300.0
+        deadline = self.clock.now() + 1.5 * travel + 300.0
+        late = self.limits.fine_poll
         while True:
+            # sleep to the expected arrival (less the time a state read takes), reading the state at
+            # least every poll; past it, read often, then less often (a switch heating, a slower segment)
+            ahead = arrival - self.clock.now()
+            if ahead > 0:
+                self.clock.sleep(min(ahead, self.limits.poll))
+            elif self.clock.now() > arrival:
+                self.clock.sleep(late)
+                late = min(2 * late, self.limits.poll)
             status = self._raise_if_quenched()
             if status in (MagnetStatus.HOLDING, MagnetStatus.AT_ZERO):
+                self._held = target if status is MagnetStatus.HOLDING else 0.0
                 return
             if status not in (MagnetStatus.RAMPING, MagnetStatus.SWITCH):
                 raise SafetyError(f"magnet stopped ramping to {target} T: supply is {status.value}")
@@ -173,7 +201,52 @@ class MagnetRole:
                 raise SafetyError(
                     f"magnet did not reach {target} T in time: ramp paused at {self.field():g} T"
                 )
-            self.clock.sleep(self.limits.poll)
+
+    def sweep_to(
+        self,
+        target: float,
+        rate: float,
+        interval: float,
+        sample: Callable[[], None],
+        tail: float = 0.0,
+    ) -> None:
+        """Ramp to ``target`` [T] at ``rate`` [T/s], calling ``sample`` every ``interval`` [s] on the
+        clock while the field moves, and for ``tail`` seconds once it holds (a lagging filter's last
+        readings). The same limits and rate handling as :meth:`ramp_to` (nothing sent outside them);
+        the supply's state is read every ``poll`` seconds (a quench stops the sweep).
+        """
+        self.limits.check(target, rate)
+        self._raise_if_quenched()
+        self._set_rate(rate)
+        start = self._held if self._held is not None else self.adapter.field()
+        self._held = None
+        travel = abs(target - start) / rate
+        self.floor += travel
+        t0 = self.clock.now()
+        deadline = t0 + 1.5 * travel + 300.0
+        self.adapter.start_ramp(target)
+        next_state = t0
+        held_at: float | None = None
+        k = 0
+        while held_at is None or self.clock.now() < held_at + tail:
+            k += 1
+            self.clock.sleep(max(0.0, t0 + k * interval - self.clock.now()))
+            sample()
+            now = self.clock.now()
+            if held_at is not None or now < next_state:
+                continue
+            next_state = now + self.limits.poll
+            status = self._raise_if_quenched()
+            if status in (MagnetStatus.HOLDING, MagnetStatus.AT_ZERO):
+                self._held = target if status is MagnetStatus.HOLDING else 0.0
+                held_at = now
+            elif status not in (MagnetStatus.RAMPING, MagnetStatus.SWITCH):
+                raise SafetyError(f"magnet stopped sweeping to {target} T: supply is {status.value}")
+            elif now > deadline:
+                self.adapter.pause()
+                raise SafetyError(
+                    f"magnet did not reach {target} T in time: sweep paused at {self.field():g} T"
+                )
 
     def make_persistent(self) -> None:
         """Leave the magnet persistent at its present field: switch heater off, supply to zero current.
@@ -187,6 +260,7 @@ class MagnetRole:
             raise SafetyError("the magnet has no persistent switch: it holds its field on the supply")
         self._raise_if_quenched()
         field = self.adapter.field()
+        self._held = None
         persist()
         # switch cooling, then the supply's current ramps down at the set rate
         deadline = self.clock.now() + 1.5 * abs(field) / self.limits.max_rate + 600.0
@@ -197,8 +271,20 @@ class MagnetRole:
                 )
             self.clock.sleep(self.limits.poll)
 
+    def _set_rate(self, rate: float) -> None:
+        """Set ``rate`` (already checked) on the supply unless this role set it last; read it back."""
+        if self._rate != rate and abs(self.adapter.ramp_rate() - rate) > 1e-6 * rate:
+            self._rate = None
+            self.adapter.set_ramp_rate(rate)
+            taken = self.adapter.ramp_rate()
+            if abs(taken - rate) > 1e-6 * rate:  # the supply refused it: do not ramp at the old rate
+                raise SafetyError(f"the supply did not take the ramp rate {rate:g} T/s (it has {taken:g})")
+        self._rate = rate
+
     def _raise_if_quenched(self) -> MagnetStatus:
         status = self.adapter.status()
+        if status is not MagnetStatus.HOLDING:
+            self._held = None  # a quench, a pause, a ramp from the front panel: read the field again
         if status is MagnetStatus.QUENCH:
             raise QuenchError("the magnet quenched: field lost, supply latched in QUENCH")
         return status

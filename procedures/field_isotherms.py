@@ -21,6 +21,10 @@ class Parameters:
     num: int = param(25, "", "fields per isotherm")
     snake: bool = param(True, "", "alternate the field's direction between isotherms")
     rate: float | None = param(None, "T/s", "field ramp rate (none: the station's limit)")
+    sweep: str = param("stepped", "", "stepped (settle and read at each field) or continuous")
+    sweep_rate: float = param(2e-4, "T/s", "continuous: the field's rate while the lock-in is read")
+    interval: float = param(0.2, "s", "continuous: time between lock-in readings")
+    lag_correction: bool = param(True, "", "continuous: correct the lock-in filter's delay (n tau)")
     hold: float = param(60.0, "s", "temperature stable for this long before an isotherm")
 
 
@@ -29,6 +33,6 @@ def plan(p: Parameters) -> Plan:
         "field_isotherms",
         axes=(Axis("T", p.temperatures), Axis("B", linspace(p.B_start, p.B_stop, p.num), snake=p.snake)),
         fixed={"V_g": p.V_g},
-        field_policy=FieldPolicy(p.rate),
+        field_policy=FieldPolicy(p.rate, p.sweep, p.sweep_rate, p.interval, p.lag_correction),
         temperature_policy=TemperaturePolicy(hold=p.hold),
     )

@@ -16,6 +16,10 @@ class Parameters:
     V_g: float = param(15.0, "V", "gate voltage, held during the sweep")
     T: float | None = param(None, "K", "temperature setpoint (none: leave the fridge as it is)")
     rate: float | None = param(None, "T/s", "field ramp rate (none: the station's limit)")
+    sweep: str = param("stepped", "", "stepped (settle and read at each field) or continuous")
+    sweep_rate: float = param(2e-4, "T/s", "continuous: the field's rate while the lock-in is read")
+    interval: float = param(0.2, "s", "continuous: time between lock-in readings")
+    lag_correction: bool = param(True, "", "continuous: correct the lock-in filter's delay (n tau)")
 
 
 def plan(p: Parameters) -> Plan:
@@ -24,5 +28,5 @@ def plan(p: Parameters) -> Plan:
         "field_sweep",
         axes=(Axis("B", linspace(p.B_start, p.B_stop, p.num)),),
         fixed=fixed,
-        field_policy=FieldPolicy(p.rate),
+        field_policy=FieldPolicy(p.rate, p.sweep, p.sweep_rate, p.interval, p.lag_correction),
     )

@@ -356,6 +356,9 @@ def _report(outcome: RunOutcome, wall: float) -> int:
             f", {format_duration(result.duration)} of it since resuming at point {outcome.resumed_from + 1}"
         )
     print(f"  {fridge}, wall time {wall:.1f} s")
+    if result.floor:
+        floor = format_duration(sum(result.floor.values()))
+        print(f"  plan efficiency {result.efficiency:.3f}: physics floor {floor}")
     if outcome.online:
         print(f"  crossing after {format_update(outcome.online[-1])}")
     if outcome.checks:
@@ -492,11 +495,18 @@ def _export(args: argparse.Namespace) -> int:
     import xarray as xr
 
     from qbs_lab.runs import PlanError
+    from qbs_lab.store import RunStore
     from qbs_lab.store.catalog import Catalog
 
     record = Catalog(args.data).get(args.run_id)
     if record.path is None or not Path(record.path).exists():
         raise PlanError([f"run {args.run_id}: its store {record.path} is missing"])
+    damage = RunStore.open(record.path).damage()  # checksums: damaged points are never exported
+    if damage:
+        raise PlanError(
+            [f"run {args.run_id}: damaged chunk, {d.describe()}" for d in damage]
+            + [f"qbs-lab resume {args.run_id} measures them again"]
+        )
     target = Path(args.output) if args.output else Path(record.path).with_suffix(".nc")
     if target.is_dir() or not target.parent.is_dir():
         what = "is a directory" if target.is_dir() else f"its directory {target.parent} does not exist"

@@ -58,9 +58,18 @@ def linspace(start: float, stop: float, num: int) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class FieldPolicy:
-    """How the magnet moves: ``rate`` [T/s] (None: the station's limit)."""
+    """How the magnet moves: ``rate`` [T/s] (None: the station's limit) between points.
+
+    ``sweep="continuous"`` (B the innermost axis): each B line is one ramp at ``sweep_rate`` [T/s]
+    while the lock-in is read every ``interval`` [s], its filter's lag corrected (``lag_correction``)
+    and the samples binned onto the line's grid (:mod:`qbs_lab.continuous`).
+    """
 
     rate: float | None = None
+    sweep: str = "stepped"
+    sweep_rate: float = 2e-5
+    interval: float = 0.2
+    lag_correction: bool = True
 
 
 @dataclass(frozen=True)
@@ -143,15 +152,24 @@ class Axis:
 
 @dataclass(frozen=True)
 class Measurement:
-    """A custom measured quantity: a getter and its CF attributes (the station's are built in)."""
+    """A custom measured quantity: a getter and its CF attributes (the station's are built in).
+
+    The runner waits before each point only for what the point's readings need: the lock-in's
+    settling when a measurement says it reads the lock-in (``lockin=True``), and each measurement's own
+    ``settle`` [s] (the longest of them); by default neither, so no fridge time goes to settling.
+    """
 
     name: str
     getter: Callable[[], float]
     units: str = ""
     long_name: str = ""
+    settle: float = 0.0
+    lockin: bool = False
 
     def __post_init__(self) -> None:
         _check_name(self.name, "measurement")
+        if not (math.isfinite(self.settle) and self.settle >= 0):
+            raise ValueError(f"measurement {self.name}: settle must be a time >= 0 s, not {self.settle!r}")
         if self.name == "t":
             raise ValueError("measurement name 't' is taken: every run stores its time as t")
 
@@ -197,6 +215,14 @@ class Plan:
                 raise ValueError(f"fixed setpoint {name!r} is none of {', '.join(AXIS_KINDS)}")
             if name in names:
                 raise ValueError(f"{name} is both swept and fixed")
+        fp = self.field_policy
+        if fp.sweep not in ("stepped", "continuous"):
+            raise ValueError(f"sweep must be 'stepped' or 'continuous', not {fp.sweep!r}")
+        if fp.sweep == "continuous":
+            if names[-1] != "B":
+                raise ValueError("a continuous sweep needs B as the innermost axis")
+            if not (fp.sweep_rate > 0 and fp.interval > 0):
+                raise ValueError("a continuous sweep needs sweep_rate > 0 T/s and interval > 0 s")
         if self.temperature_policy.on_timeout not in ("abort", "continue"):
             raise ValueError("temperature_policy.on_timeout must be 'abort' or 'continue'")
 

@@ -1,11 +1,13 @@
 """The runner: executes a :class:`~qbs_lab.plan.Plan` point by point on a station (or custom axes).
 
 Per point, in run order (:meth:`Plan.order`, snake lines reversed): each axis whose index changed moves,
-outermost first, through its mover (ramps and stabilization, waits on the clock); the lock-in settles;
+outermost first, through its mover (ramps and stabilization, waits on the clock); the lock-in settles
+(only where a lock-in is read; a custom measurement may declare its own settle time);
 the measurements are read; the point goes to the store and to every subscriber. Time spent is accounted
 to the phases ``ramp``, ``stabilize``, ``settle``, ``measure``, ``suspended`` (paused by a suspender)
 and ``park`` (on the clock, so in
-simulation it is fridge time), which is what ``qbs-lab estimate`` reports.
+simulation it is fridge time), which is what ``qbs-lab estimate`` reports, beside each phase's physics
+floor (:attr:`RunResult.floor`: ramps at the allowed rates, settling, reaching and holding temperatures).
 
 A stop request (Ctrl-C, :mod:`qbs_lab.interrupt`) ends the run at the next safe point with status
 ``interrupted``; a safety fault (leakage, quench, limit, a temperature that will not stabilize) or any
@@ -36,6 +38,7 @@ from qbs_lab.actuators import (
     station_measurements,
 )
 from qbs_lab.clock import Clock, RealClock
+from qbs_lab.continuous import LineSweeper, save_raw
 from qbs_lab.drivers.errors import SafetyError
 from qbs_lab.filters import settle_time
 from qbs_lab.interrupt import RunInterrupted, StopRequest
@@ -90,10 +93,19 @@ class RunResult:
     point_times: list[float] = field(default_factory=list)
     interruptions: list[dict[str, Any]] = field(default_factory=list)
     stop_queue: bool = False  # a suspender with the policy "stop" tripped
+    #: per phase, the fridge time the physics needed [s]: ramps at the allowed rates, the lock-in's
+    #: settling, the time to reach and hold each temperature (see :func:`efficiency`)
+    floor: dict[str, float] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
         return sum(self.phases.values())
+
+    @property
+    def efficiency(self) -> float:
+        """Physics floor / fridge time (1: every second went to physics)."""
+        total = self.duration
+        return sum(self.floor.values()) / total if total > 0 else 1.0
 
 
 class Runner:
@@ -168,7 +180,11 @@ class Runner:
         order = plan.order()
         n = len(order)
         result = RunResult("running", start, n, phases)
+        floor = result.floor = dict.fromkeys(PHASES, 0.0)
+        roles_floor = self._roles_floor
+        ramp_floor0, meter0 = roles_floor(), self._meter_settled()
         t_origin = clock.now() - t_offset
+        sweeper: LineSweeper | None = None
         try:
             t0 = clock.now()
             settle = self._prepare() if start < n else 0.0  # all measured: only park
@@ -182,6 +198,8 @@ class Runner:
             supervisor = self.supervisor
             fixed = [(self.movers[name], value) for name, value in plan.fixed.items()]
             need_fixed = start < n  # the fixed setpoints go first, and again after a pause
+            if plan.field_policy.sweep == "continuous" and self.station is not None:
+                sweeper = LineSweeper(self.station, plan.field_policy)
             k = start
             while k < n:
                 idx = tuple(order[k].tolist())
@@ -207,11 +225,15 @@ class Runner:
                     try:
                         if settle > 0:
                             clock.sleep(settle)
+                            floor["settle"] += settle
                     finally:
                         t1 = now()
                         phases["settle"] += t1 - t0
                     try:  # the reading, with its retries, and the suspenders' look at the lab after it
-                        record = (*read(), t1 - t_origin)
+                        if sweeper is None:
+                            batch = [(idx, (*read(), t1 - t_origin))]
+                        else:  # a continuous sweep measures the rest of the line in one ramp
+                            batch = self._sweep_line(sweeper, order, k, t_origin)
                         trip = supervisor.check() if supervisor is not None else None
                     finally:
                         phases["measure"] += now() - t1
@@ -228,14 +250,16 @@ class Runner:
                     prev = (-1,) * ndim  # after a pause every setpoint is set again, fixed ones first
                     need_fixed = True
                     continue
-                if store is not None:
-                    store.record(idx, record)
-                for s in subscribers:
-                    s(k, idx, record)
-                times.append(t1 - t_origin)
-                result.done = k + 1
+                for idx, record in batch:
+                    if store is not None:
+                        store.record(idx, record)
+                    for s in subscribers:
+                        s(k, idx, record)
+                    times.append(record[-1])
+                    result.done = k + 1
+                    k += 1
+                prev = idx
                 stop.check()
-                k += 1
             result.status = "completed"
         except RunInterrupted as err:
             result.status, result.message = "interrupted", str(err)
@@ -250,6 +274,13 @@ class Runner:
             # park first: the instruments go safe before any storage I/O that can fail (a full disk)
             if self.stabilizer is not None:
                 result.stabilization = list(self.stabilizer.outcomes)
+                floor["stabilize"] = self.stabilizer.floor
+            floor["measure"] = self._meter_settled() - meter0  # autoranging's settle waits
+            park_floor0 = roles_floor()
+            floor["ramp"] = park_floor0 - ramp_floor0
+            if sweeper is not None:  # a sweep's ramp is measuring time: its floor counts there
+                floor["ramp"] -= sweeper.ramp_floor
+                floor["measure"] += sweeper.floor - sweeper.overlap
             try:
                 if self.station is not None and (plan.park or result.status != "completed"):
                     stop.parking = True
@@ -259,6 +290,7 @@ class Runner:
                     finally:
                         stop.parking = False
                         phases["park"] += clock.now() - t0
+                        floor["park"] = roles_floor() - park_floor0
             finally:
                 if self.store is not None:
                     try:
@@ -266,6 +298,29 @@ class Runner:
                     except Exception as err:  # the points not yet on disk are lost; resume measures them
                         result.status, result.message = "aborted", storage_reason(err, self.store.path)
         return result
+
+    def _sweep_line(
+        self, sweeper: LineSweeper, order: np.ndarray, k: int, t_origin: float
+    ) -> list[tuple[tuple[int, ...], tuple[float, ...]]]:
+        """Sweep B from point ``k`` (the magnet is at its field) to the end of its line; the points'
+        indices and records. The raw samples go to the store's ``sweeps/`` folder."""
+        outer = order[k, :-1]
+        end = k + 1
+        while end < len(order) and (order[end, :-1] == outer).all():
+            end += 1
+        grid = np.asarray(self.plan.axes[-1].values, dtype=float)[order[k:end, -1]]
+        records, raw = sweeper.sweep(grid, t_origin)
+        if self.store is not None:
+            save_raw(self.store.path, k, tuple(order[k].tolist()), raw)
+        return [(tuple(order[j].tolist()), rec) for j, rec in zip(range(k, end), records, strict=True)]
+
+    def _roles_floor(self) -> float:
+        """Seconds the gate's and magnet's ramps needed at their rates, so far."""
+        st = self.station
+        return 0.0 if st is None else st.gate.floor + st.magnet.floor
+
+    def _meter_settled(self) -> float:
+        return 0.0 if self.station is None else self.station.resistance.settled
 
     def _handle(
         self, trip: Trip, k: int, start: int, order: np.ndarray, result: RunResult, t_origin: float
@@ -306,15 +361,19 @@ class Runner:
         raise SuspendAbort(trip.reason)
 
     def _prepare(self) -> float:
-        """The lock-in's time constant; the settle wait per point [s]."""
+        """The settle wait per point [s]: the lock-in's (its time constant set) only where a lock-in is
+        read (the station's measurements, or a custom one with ``lockin=True``), and the longest
+        ``settle`` a custom measurement declares."""
         plan, station = self.plan, self.station
-        if station is None:
-            return 0.0
+        own = max((m.settle for m in plan.measurements), default=0.0)
+        reads_lockin = not plan.measurements or any(m.lockin for m in plan.measurements)
+        if station is None or not reads_lockin:
+            return own
         lockin = station.lockin
         if plan.settle.time_constant is not None:
             lockin.set_time_constant(plan.settle.time_constant)
         residual = plan.settle.residual or station.config.settle_residual
-        return settle_time(lockin.time_constant(), lockin.filter_slope(), residual)
+        return max(own, settle_time(lockin.time_constant(), lockin.filter_slope(), residual))
 
 
 def first_unmeasured(plan: Plan, measured: np.ndarray) -> int:

@@ -3,7 +3,9 @@
 :func:`estimate_plan` checks every setpoint against the station's limits (no instrument touched), then
 dry-runs the plan on the station's simulated twin (same roles, same waits, virtual clock, no store) and
 returns the fridge time split into ramps, stabilization, settling, measuring and parking, with the time
-each point is expected: the schedule the progress line's "time left" follows.
+each point is expected (the schedule the progress line's "time left" follows) and the physics floor
+of each phase (:func:`efficiency_line`). A run on the simulated lab is itself the twin's run: it is not
+dry-run first (unless faults are injected: the estimate is then the plan's without them).
 
 :func:`start_run` makes the catalog entry and the store (``data/<date>/<run_id>-<procedure>.zarr``),
 runs with Ctrl-C routed to a safe stop, and records how it ended. :func:`resume_run` continues a run
@@ -54,6 +56,7 @@ __all__ = [
     "LabOptions",
     "PlanError",
     "RunOutcome",
+    "efficiency_line",
     "estimate_plan",
     "format_estimate",
     "reconcile",
@@ -90,10 +93,16 @@ class Estimate:
     phases: dict[str, float]
     schedule: list[float]
     points: int
+    floor: dict[str, float] = field(default_factory=dict)  # what the physics needs, per phase [s]
 
     @property
     def total(self) -> float:
         return sum(self.phases.values())
+
+    @property
+    def efficiency(self) -> float:
+        """Physics floor / fridge time."""
+        return sum(self.floor.values()) / self.total if self.total > 0 else 1.0
 
 
 @dataclass
@@ -146,7 +155,7 @@ def estimate_plan(
         raise PlanError(
             [f"the dry run on the simulated lab stopped at point {result.done}: {result.message}"]
         )
-    return Estimate(dict(result.phases), result.point_times, plan.size - start)
+    return Estimate(dict(result.phases), result.point_times, plan.size - start, dict(result.floor))
 
 
 def format_estimate(est: Estimate, plan: Plan) -> str:
@@ -167,7 +176,23 @@ def format_estimate(est: Estimate, plan: Plan) -> str:
             continue  # only a run that was paused has this phase
         share = est.phases[phase] / est.total if est.total else 0.0
         lines.append(f"    {names[phase]:<26} {format_duration(est.phases[phase]):>10}  {100 * share:4.1f} %")
+    lines.append(efficiency_line(est.phases, est.floor))
+    parts = ", ".join(
+        f"{names[p]} {format_duration(est.floor[p])}" for p in PHASES if est.floor.get(p, 0.0) > 0
+    )
+    lines.append(f"    physics floor: {parts}")
     return "\n".join(lines)
+
+
+def efficiency_line(phases: dict[str, float], floor: dict[str, float]) -> str:
+    """One line: the physics floor (ramps at the allowed rates, lock-in settling, reaching and holding
+    each temperature) beside the fridge time, and their ratio."""
+    total, need = sum(phases.values()), sum(floor.values())
+    ratio = need / total if total > 0 else 1.0
+    return (
+        f"  plan efficiency {ratio:.3f}: physics floor {format_duration(need)} of fridge time"
+        f" {format_duration(total)} (the rest: instrument I/O, waits past the physics)"
+    )
 
 
 # -- connecting ----------------------------------------------------------------------------------------
@@ -301,9 +326,9 @@ def _start_locked(
 ) -> RunOutcome:
     check_free_space(opts.data_dir, store_bytes(plan))
     est = None
-    if estimate and opts.sim:  # at the fridge the twin may lack an emulator: then progress goes by rate
+    if estimate and opts.sim and opts.faults is not None:  # the estimate: the plan without the faults
         est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario)
-    elif estimate:
+    elif estimate and not opts.sim:  # at the fridge the twin may lack an emulator: progress by rate
         try:
             est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario)
         except PlanError:
@@ -314,6 +339,8 @@ def _start_locked(
             file=out or sys.stderr,
             flush=True,
         )
+    elif opts.sim and progress:  # the run is on the twin: its fridge time is the estimate, run once
+        print(f"{proc.name}: {plan.size} points on the simulated lab", file=out or sys.stderr, flush=True)
     catalog = Catalog(opts.data_dir)
     run_id = catalog.new_run(
         procedure=proc.name,
@@ -357,8 +384,9 @@ def _start_locked(
             runner.store = store
             if on_created is not None:  # the store exists: from now on the run can be resumed
                 on_created(run_id)
+            log = RunLog(path)
             ctx = _Context(
-                catalog, run_id, plan, store, RunLog(path), 0, 0.0, est, progress, out, subscribers
+                catalog, run_id, plan, store, log, 0, 0.0, est, progress, out, subscribers, sim=opts.sim
             )
             result = _run(runner, ctx)
             summary, unrecorded = _finish(store, catalog, run_id, result, plan, ctx.log, station, lab)
@@ -433,13 +461,18 @@ def _resume_locked(
 ) -> RunOutcome:
     run_id = record.run_id
     state = record.state
-    if state == "completed":
-        raise PlanError([f"run {run_id} is complete: every point is measured"])
     if state == "running":
         raise PlanError([f"run {run_id} is still running (process {record.pid})"])
     if record.path is None or not Path(record.path).exists():
         raise PlanError([f"run {run_id}: its store {record.path} is missing"])
     store = RunStore.open(record.path)
+    damage = store.damage()  # checksums: a damaged chunk's points are measured again, never trusted
+    if state == "completed" and not damage:
+        raise PlanError([f"run {run_id} is complete: every point is measured"])
+    for d in damage:
+        line = f"run {run_id}: damaged chunk, {d.describe()}: measured again"
+        print(line, file=out or sys.stderr, flush=True)
+        RunLog(Path(record.path)).write(line)
     attrs = store.attrs()
     recorded_hash = attrs.get("procedure_sha256")
     if record.source and recorded_hash and procedure_hash(record.source) != recorded_hash:
@@ -474,9 +507,7 @@ def _resume_locked(
     if problems:
         raise PlanError([f"{opts.station}: outside the station's limits: {p}" for p in problems])
     check_free_space(opts.data_dir, store_bytes(plan))
-    est = None
-    if opts.sim:
-        est = estimate_plan(plan, config, seed=opts.seed, scenario=opts.scenario, start=start)
+    est = None  # on the simulated lab the resumed run is itself the twin's estimate: not run twice
     where = f"resuming run {run_id} at point {start + 1}/{plan.size}"
     if progress:
         print(where, file=out or sys.stderr, flush=True)
@@ -502,7 +533,9 @@ def _resume_locked(
         supervisor = Suspenders(station, config.suspenders, station.clock, notify=notify)
         runner = Runner(plan, station, stop=stop, store=store, supervisor=supervisor)
         log = RunLog(path)
-        ctx = _Context(catalog, run_id, plan, store, log, start, t_offset, est, progress, out, subscribers)
+        ctx = _Context(
+            catalog, run_id, plan, store, log, start, t_offset, est, progress, out, subscribers, sim=opts.sim
+        )
         result = _run(runner, ctx)
         summary, unrecorded = _finish(store, catalog, run_id, result, plan, log, station, lab)
         checks = _checks(proc, store, result, log)
@@ -572,6 +605,7 @@ class _Context:
     out: TextIO | None = None
     subscribers: Sequence[Subscriber] = ()
     online: list[dict[str, Any]] = field(default_factory=list)
+    sim: bool = False  # on the simulated lab: a completed run is its own (the twin's) estimate
     left: str = ""  # where the instruments were left (parked), in words
 
 
@@ -658,6 +692,10 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         result = runner.run(start=ctx.start, t_offset=ctx.t_offset)
     if bar is not None:
         bar.finish()
+    if ctx.est is None and ctx.sim and result.status == "completed":  # the twin's run: not run twice
+        times = [t - ctx.t_offset for t in result.point_times]
+        own = Estimate(dict(result.phases), times, plan.size - ctx.start, dict(result.floor))
+        ctx.store.update_attrs(estimate=_estimate_attr(own, ctx.start, ctx.t_offset))
     if runner.station is not None and (plan.park or result.status != "completed"):
         fault = result.status != "completed"
         ctx.left = describe_parked(runner.station, fault, result.park_failures)
@@ -676,6 +714,7 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         )
     for T, waited, outcome in result.stabilization:
         ctx.log.write(f"temperature {T * 1e3:.4g} mK: {outcome} after {waited:.0f} s")
+    ctx.log.write(efficiency_line(result.phases, result.floor).strip())
     for note in console.drain():
         ctx.log.write(note)
     return result
@@ -706,6 +745,9 @@ def _finish(
         phases = json.loads(attrs.get("phases", "{}"))
         for k, v in result.phases.items():
             phases[k] = phases.get(k, 0.0) + v
+        floor = json.loads(attrs.get("physics_floor", "{}"))
+        for k, v in result.floor.items():
+            floor[k] = floor.get(k, 0.0) + v
         stabilization = json.loads(attrs.get("stabilization", "[]")) + [
             {"T": T, "waited_s": round(w, 1), "outcome": o} for T, w, o in result.stabilization
         ]
@@ -715,6 +757,7 @@ def _finish(
             end_time=now_iso(),
             message=result.message or "",
             phases=_dumps(phases),
+            physics_floor=_dumps(floor),
             stabilization=_dumps(stabilization),
             interruptions=_dumps(interruptions),
             park_failures=_dumps(result.park_failures),

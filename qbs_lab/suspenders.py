@@ -17,7 +17,8 @@ about any exception raised while setting or reading. A tripped condition answers
 ``off``
     not watched.
 
-Conditions (units K, A, s; ``every`` is the clock time between polls, 0: after every point):
+Conditions (units K, A, s; ``every`` is the clock time between polls, 0: after every point; quench
+defaults to every 10 s, the others to every point):
 
 =================  =======  =====================================================================
 condition          default  what trips it
@@ -81,7 +82,9 @@ ON_BY_DEFAULT = ("quench", "leakage", "io")
 _COMMON = {"policy": "abort", "every": 0.0, "hold": 0.0, "timeout": 600.0, "poll": 5.0, "max_pauses": 5}
 #: every condition's settings and their defaults (``None``: see the condition's description)
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "quench": {**_COMMON, "hold": 60.0, "timeout": 3600.0, "poll": 10.0},
+    # the magnet role watches for a quench during every ramp itself: between ramps a probe every 10 s of
+    # fridge time is enough. Leakage stays at every point: it decides whether a point may be stored
+    "quench": {**_COMMON, "every": 10.0, "hold": 60.0, "timeout": 3600.0, "poll": 10.0},
     "leakage": {**_COMMON, "limit": None, "hysteresis": 0.1, "hold": 10.0},
     "io": {k: v for k, v in _COMMON.items() if k != "every"} | {"poll": 10.0},
     "mixing_chamber": {

@@ -213,7 +213,8 @@ def test_ctrl_c_says_where_the_instruments_were_left_and_resume_where_it_goes_on
         in Path(record.path or "").with_suffix(".log").read_text()
     )
     fridge = re.search(
-        r"fridge time (\d+):(\d\d):(\d\d) \(estimated [\d:]+\), (\d+):(\d\d):(\d\d) of it since resuming"
+        # (on the simulated lab the resumed run is its own estimate: no "(estimated ...)" beside it)
+        r"fridge time (\d+):(\d\d):(\d\d)(?: \(estimated [\d:]+\))?, (\d+):(\d\d):(\d\d) of it since resuming"
         rf" at point {m + 1},",
         resumed.out,
     )
@@ -295,7 +296,8 @@ def test_the_progress_line_leaves_no_text_behind_on_a_terminal(tmp_path: Path) -
     the end ("time left" goes), so a redraw that did not clear would leave text behind."""
     argv = ["run", "gate_sweep", "--sim", "--station", str(STATION), "--data", str(tmp_path / "d")]
     text = pty_run([*argv, "--set", "num=31"])
-    assert text.count("\r") > 3  # redrawn in place
+    # redrawn in place (at least the first and the last draw; how many between depends on wall time)
+    assert text.count("\r") >= 2
     shown = screen(text)
     progress = [s for s in shown if s.startswith("run 1 [")]
     assert len(progress) == 1, shown  # one line, redrawn

@@ -55,6 +55,7 @@ from qbs_lab.sim.lab import SimLab
 from qbs_lab.sim.scpi import Pattern
 from qbs_lab.station import load_station
 from qbs_lab.store.catalog import Catalog, RunRecord
+from qbs_lab.store.run_store import live_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 STATION = ROOT / "station.yaml"
@@ -672,8 +673,8 @@ def read_datasets(data: Path) -> dict[str, tuple[RunRecord, xr.Dataset | None]]:
         if not Path(record.path).exists():
             out[record.procedure] = (record, None)
             continue
-        with xr.open_zarr(record.path) as ds:
-            out[record.procedure] = (record, ds.load())
+        # as it is, with the journal's newest points (a killed run's last seconds)
+        out[record.procedure] = (record, live_dataset(record.path))
     return out
 
 

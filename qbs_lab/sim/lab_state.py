@@ -126,12 +126,15 @@ class LabState:
             self.lockin.settle(self.lockin_input())
             dt = memory
         # the filter update is exact for an input held over a step; the input moves on the scale of
-        # seconds (magnet ramp, thermal lag), so half a time constant (at most 0.5 s) is fine enough
+        # seconds (magnet ramp, thermal lag), so half a time constant (at most 0.5 s) is fine enough.
+        # The input is held at its value mid-step: for a ramping input the filter then lags by its true
+        # n·tau (held at the step's end, it would lag half a step less than a real lock-in)
         h = min(self.lockin.time_constant / 2.0, self.fridge.max_step)
         while dt > 1e-12:
             step = min(h, dt)
-            self._advance_slow(step)
+            self._advance_slow(step / 2)
             value = self.lockin_input()
+            self._advance_slow(step / 2)
             self.lockin.input = value
             self.lockin.step(step, value)
             dt -= step

@@ -6,6 +6,6 @@
 """
 
 from qbs_lab.store.catalog import Catalog, CatalogError, RunRecord
-from qbs_lab.store.run_store import RunStore, RunStoreError
+from qbs_lab.store.run_store import Damage, RunStore, RunStoreError, live_dataset
 
-__all__ = ["Catalog", "CatalogError", "RunRecord", "RunStore", "RunStoreError"]
+__all__ = ["Catalog", "CatalogError", "Damage", "RunRecord", "RunStore", "RunStoreError", "live_dataset"]

@@ -28,6 +28,8 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from qbs_lab.store.run_store import JOURNAL, journal_points
+
 __all__ = ["DataReader", "decimate_grid", "signature"]
 
 #: the readings shown as "now", with their units (the store's variable names)
@@ -180,7 +182,7 @@ class DataReader:
         if path is None:
             return ()
         beside = sorted(path.parent.glob(f"{path.stem}.*"))
-        return signature([path / ".zattrs", path / "t", *beside])
+        return signature([path / ".zattrs", path / "t", path / JOURNAL, *beside])
 
     def run_signature(self, run_id: str | None) -> tuple[Any, ...]:
         """Changes when the catalog or run ``run_id``'s files change (what the event stream watches)."""
@@ -424,19 +426,34 @@ def _values(ds: xr.Dataset, path: Path, name: str) -> np.ndarray:
 
 def _snapshot(ds: xr.Dataset, path: Path) -> dict[str, Any]:
     dims = [str(d) for d in _json_attr(ds.attrs, "dims", list(ds["t"].dims))]
-    t = _values(ds, path, "t")
+    t = np.array(_values(ds, path, "t"))
+    # the newest points wait in the store's journal until folded into their chunks: shown too
+    journal, journaled = np.zeros((0, t.ndim), dtype=int), {}
+    with contextlib.suppress(Exception):
+        journal, journaled = journal_points(path)
+    if journal.shape[1:] != (t.ndim,):
+        journal, journaled = np.zeros((0, t.ndim), dtype=int), {}
+    at = tuple(journal.T)
+    if "t" in journaled:
+        t[at] = journaled["t"]
     measured = np.isfinite(t)
     arrays = {"t": t}
     if "R" in ds and ds["R"].shape == t.shape:
-        arrays["R"] = np.where(measured, _values(ds, path, "R"), np.nan)
+        R = np.array(_values(ds, path, "R"))
+        if "R" in journaled:
+            R[at] = journaled["R"]
+        arrays["R"] = np.where(measured, R, np.nan)
     coords = {d: np.asarray(ds[d].values, dtype=float) for d in dims}
     units = {str(k): str(ds[k].attrs.get("units", "")) for k in (*ds.data_vars, *ds.coords)}
     fixed = {str(k): _num(ds[k].values) for k in ds.coords if ds[k].ndim == 0 and k not in dims}
     idx = _latest_index(t)
     latest = {}
     if idx is not None:
+        in_journal = np.flatnonzero((journal == np.asarray(idx)).all(axis=1)) if len(journal) else []
         for name in READINGS:
-            if name in ds and ds[name].shape == t.shape:
+            if len(in_journal) and name in journaled:
+                latest[name] = _num(journaled[name][in_journal[-1]])
+            elif name in ds and ds[name].shape == t.shape:
                 with contextlib.suppress(Exception):  # a reading not readable now stays unknown
                     latest[name] = _num(ds[name][idx].values)
     return {
