@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import shlex
 import sys
 import threading
@@ -507,8 +508,14 @@ def _export(args: argparse.Namespace) -> int:
             + [f"qbs-lab resume {args.run_id} measures them again"]
         )
     target = Path(args.output) if args.output else Path(record.path).with_suffix(".nc")
+    if target.is_dir() or not target.parent.is_dir():
+        what = "is a directory" if target.is_dir() else f"its directory {target.parent} does not exist"
+        raise PlanError([f"-o {target}: {what}: give a file to write"])
     with xr.open_zarr(record.path) as ds:
-        ds.load().to_netcdf(target)
+        try:
+            ds.load().to_netcdf(target)
+        except OSError as err:
+            raise PlanError([f"{target}: cannot write the netCDF file ({err.strerror or err})"]) from None
     print(f"run {args.run_id}: {target}")
     return 0
 
@@ -791,6 +798,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     try:
+        data = getattr(args, "data", None)
+        # the data directory, or the nearest of its parents that exists, must be a directory
+        found = next((p for p in (Path(data), *Path(data).parents) if p.exists()), None) if data else None
+        if found is not None and not found.is_dir():
+            where = "is a file" if found == Path(data) else f"is under {found}, a file"
+            print(f"qbs-lab: error: --data {data}: {where}, not a data directory", file=sys.stderr)
+            return 2
+        run_id = getattr(args, "run_id", None)
+        if run_id is not None and not (run_id.isascii() and run_id.isdigit()):  # "²".isdigit() is True
+            print(
+                f"qbs-lab: error: {run_id!r} is not a run id (a whole number, as `qbs-lab runs` lists)",
+                file=sys.stderr,
+            )
+            return 2
         if args.command == "demo":
             return _demo(args)
         if args.command == "sim" and args.sim_command == "serve":
@@ -809,14 +830,29 @@ def _main(args: argparse.Namespace) -> int:
             "queue": _queue,
             "view": _view,
         }
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a reader gone before the last lines (`runs | head`): caught below, not at exit
+        return code
     except KeyboardInterrupt:
         print("qbs-lab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `qbs-lab runs | head`: the reader has gone; say nothing more
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except MemoryError:
+        print("qbs-lab: error: out of memory (a plan or a file too large?)", file=sys.stderr)
+        return 2
     except Exception as err:
         problems = _user_error(err)
-        if problems is None:
-            raise
+        if problems is None:  # the last resort: one line here, the traceback in the log file
+            from qbs_lab.diagnostics import log_traceback
+
+            log = log_traceback(err, args.command)
+            text = str(err).strip().splitlines()[0][:300] if str(err).strip() else "no message"
+            where = f" (details in {log})" if log else ""
+            print(f"qbs-lab: error: unexpected {type(err).__name__}: {text}{where}", file=sys.stderr)
+            return 1
         for problem in problems:
             print(f"qbs-lab: error: {problem}", file=sys.stderr)
         return 2

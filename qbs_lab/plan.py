@@ -51,6 +51,8 @@ def linspace(start: float, stop: float, num: int) -> tuple[float, ...]:
     """``num`` evenly spaced values from ``start`` to ``stop`` inclusive, as plain floats."""
     if num < 1:
         raise ValueError(f"a range needs at least one point, not {num}")
+    if num > 1_000_000:  # refused before allocating: a typo of a few zeros is not a sweep
+        raise ValueError(f"a range of {num:,} points is more than 1,000,000")
     return tuple(float(v) for v in np.linspace(start, stop, num))
 
 

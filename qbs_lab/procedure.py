@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import math
 import pkgutil
 import sys
 import types
@@ -30,8 +31,10 @@ from typing import Any
 from qbs_lab.plan import Plan, linspace
 
 __all__ = [
+    "MAX_POINTS",
     "Procedure",
     "ProcedureError",
+    "check_parameters",
     "describe_parameters",
     "list_procedures",
     "load_procedure",
@@ -43,6 +46,12 @@ __all__ = [
 
 class ProcedureError(Exception):
     """A procedure that cannot be found or loaded, or a parameter a user set wrongly."""
+
+
+#: the most points a plan may have (a million points at a second each is 12 days of fridge time)
+MAX_POINTS = 1_000_000
+#: parameters in these units must be > 0 (rates, frequencies, temperatures), in seconds >= 0
+_POSITIVE_UNITS = {"T/s", "V/s", "Hz", "K"}
 
 
 def param(default: Any, units: str = "", help: str = "") -> Any:
@@ -68,8 +77,22 @@ class Procedure:
             plan = self.plan_fn(params)
         except ValueError as err:  # an axis or plan the parameters make impossible
             raise ProcedureError(f"procedure {self.name}: {err}") from None
+        except MemoryError:
+            raise ProcedureError(
+                f"procedure {self.name}: plan() ran out of memory: too many points"
+            ) from None
+        except Exception as err:  # a user's plan() with a bug: its error, in one line
+            raise ProcedureError(
+                f"procedure {self.name}: plan() failed ({type(err).__name__}: {_first_line(err)})"
+            ) from None
         if not isinstance(plan, Plan):
             raise ProcedureError(f"procedure {self.name}: plan() returned {type(plan).__name__}, not a Plan")
+        if plan.size > MAX_POINTS:
+            grid = " x ".join(f"{a.name}[{len(a.values)}]" for a in plan.axes)
+            raise ProcedureError(
+                f"procedure {self.name}: {plan.size:,} points ({grid}) are more than {MAX_POINTS:,}:"
+                " split the plan"
+            )
         return dataclasses.replace(plan, procedure=self.name, parameters=dataclasses.asdict(params))
 
 
@@ -82,19 +105,24 @@ def list_procedures() -> list[str]:
 
 def load_procedure(name_or_path: str) -> Procedure:
     """A built-in procedure by name, or a user's procedure file by path (anything ending in .py)."""
-    if name_or_path.endswith(".py") or "/" in name_or_path:
+    if name_or_path.endswith(".py") or "/" in name_or_path or Path(name_or_path).suffix:
         path = Path(name_or_path)
         if not path.is_file():
-            raise ProcedureError(f"{path}: no such procedure file")
+            what = "a directory, not" if path.is_dir() else "no such"
+            raise ProcedureError(f"{path}: {what} procedure file (a .py file, or a built-in name)")
+        if path.suffix != ".py":
+            raise ProcedureError(f"{path}: a procedure file is Python source ending in .py")
         name = path.stem
         spec = importlib.util.spec_from_file_location(f"qbs_lab_user_procedure_{name}", path)
-        assert spec is not None and spec.loader is not None
+        if spec is None or spec.loader is None:
+            raise ProcedureError(f"{path}: cannot be loaded as Python source")
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses look their module up while being made
         try:
             spec.loader.exec_module(module)
-        except Exception as err:
-            raise ProcedureError(f"{path}: cannot load ({type(err).__name__}: {err})") from None
+        except (Exception, SystemExit) as err:  # the user's module, whatever it raises (also exit())
+            sys.modules.pop(spec.name, None)
+            raise ProcedureError(f"{path}: cannot load ({type(err).__name__}: {_first_line(err)})") from None
         source: str | None = str(path.resolve())
     else:
         known = list_procedures()
@@ -122,8 +150,19 @@ def _from_module(name: str, module: types.ModuleType, source: str | None) -> Pro
     return Procedure(name, params, plan_fn, source, doc, analyze if callable(analyze) else None)
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else "no message"
+
+
+def _field_types(proc: Procedure) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(proc.parameters)
+    except Exception as err:  # a hint naming what the module does not define, or a typo in one
+        raise ProcedureError(
+            f"procedure {proc.name}: a type hint of Parameters cannot be resolved"
+            f" ({type(err).__name__}: {_first_line(err)})"
+        ) from None
 
 
 def _parse(text: str, kind: Any, key: str) -> Any:
@@ -150,7 +189,11 @@ def _parse(text: str, kind: Any, key: str) -> Any:
         if typing.get_origin(kind) is tuple:
             if text.count(":") == 2:
                 start, stop, num = text.split(":")
-                return linspace(float(start), float(stop), int(num))
+                ends = (float(start), float(stop), int(num))
+                try:
+                    return linspace(*ends)
+                except ValueError as err:  # parsed, but not a range (no points, or far too many)
+                    raise ProcedureError(f"--set {key}={text}: {err}") from None
             return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         pass
@@ -162,7 +205,7 @@ def _parse(text: str, kind: Any, key: str) -> Any:
 
 def parse_settings(proc: Procedure, settings: Sequence[str]) -> Any:
     """The procedure's Parameters with ``key=value`` settings applied (each parsed by its field type)."""
-    types_ = _field_types(proc.parameters)
+    types_ = _field_types(proc)
     values: dict[str, Any] = {}
     for item in settings:
         key, sep, text = item.partition("=")
@@ -185,13 +228,42 @@ def parameters_from_dict(proc: Procedure, values: dict[str, Any]) -> Any:
 
 def _build(proc: Procedure, values: dict[str, Any]) -> Any:
     try:
-        return proc.parameters(**values)
+        params = proc.parameters(**values)
     except (TypeError, ValueError) as err:
         raise ProcedureError(f"procedure {proc.name}: {err}") from None
+    problems = check_parameters(params)
+    if problems:
+        raise ProcedureError(f"procedure {proc.name}: {'; '.join(problems)}")
+    return params
+
+
+def check_parameters(params: Any) -> list[str]:
+    """Every number of ``params`` finite, and with the sign its units need: rates, frequencies and
+    temperatures > 0 (when given), durations [s] >= 0. One line per problem (none: [])."""
+    problems = []
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        units = f.metadata.get("units", "")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            shown = f"{f.name}={v!r}" if len(values) == 1 else f"{f.name} holds {v!r}"
+            if not math.isfinite(v):
+                problems.append(f"{shown}: must be a finite number")
+            elif (units in _POSITIVE_UNITS or f.name == "rate" or f.name.endswith("_rate")) and v <= 0:
+                problems.append(f"{shown}: must be > 0 {units}".rstrip())
+            elif units == "s" and v < 0:
+                problems.append(f"{shown}: must be >= 0 s")
+            else:
+                continue
+            break
+    return problems
 
 
 def describe_parameters(proc: Procedure) -> list[str]:
     """One line per parameter: name, default, units, help."""
+    _field_types(proc)  # a hint that cannot be resolved would stop --set: say so now
     lines = []
     for f in dataclasses.fields(proc.parameters):
         default = f.default

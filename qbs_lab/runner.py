@@ -46,6 +46,7 @@ from qbs_lab.plan import Plan
 from qbs_lab.station import Station
 from qbs_lab.store.run_store import RunStore
 from qbs_lab.store.space import storage_reason
+from qbs_lab.trips import Supervisor, Trip, Tripped
 
 __all__ = [
     "PHASES",
@@ -61,34 +62,6 @@ __all__ = [
 ]
 
 PHASES = ("ramp", "stabilize", "settle", "measure", "suspended", "park")
-
-
-@dataclass
-class Trip:
-    """A suspender's verdict: what is wrong, the policy (``pause``, ``abort``, ``stop``), and for a pause
-    how to wait for recovery (blocks on the clock; False when it timed out)."""
-
-    reason: str
-    policy: str
-    wait_for_recovery: Callable[[], bool] = lambda: False
-
-
-class Supervisor(Protocol):
-    """Watches the lab while a run goes: ``check`` after every point, ``on_error`` for an exception
-    raised while setting or reading (None: not its business, the run aborts as usual)."""
-
-    def check(self) -> Trip | None: ...
-
-    def on_error(self, err: Exception) -> Trip | None: ...
-
-
-class Tripped(Exception):
-    """Raised from inside a wait (a temperature stabilization, another condition's pause) when a hazard
-    trips there; the runner applies the trip's policy."""
-
-    def __init__(self, trip: Trip) -> None:
-        super().__init__(trip.reason)
-        self.trip = trip
 
 
 class SuspendAbort(SafetyError):

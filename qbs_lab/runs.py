@@ -41,7 +41,7 @@ from qbs_lab.lock import data_lock, hold, station_lock
 from qbs_lab.notify import Notifier
 from qbs_lab.plan import AXIS_KINDS, RF_OFF, Plan
 from qbs_lab.procedure import Procedure, load_procedure, parameters_from_dict
-from qbs_lab.progress import Progress, format_duration
+from qbs_lab.progress import ESTIMATE_PROGRESS_POINTS, Progress, WorkProgress, format_duration
 from qbs_lab.runner import PHASES, Runner, RunResult, Subscriber, first_unmeasured
 from qbs_lab.sim.lab import SimLab
 from qbs_lab.station import Station, StationConfig, StationError, load_station
@@ -145,7 +145,12 @@ def estimate_plan(
         with station:
             # the same suspenders as the run (their polling costs fridge time); nothing trips on the twin
             supervisor = Suspenders(station, config.suspenders, station.clock)
-            result = Runner(plan, station, supervisor=supervisor).run(start=start)
+            # a long plan takes minutes to time: show it moving (wall time left)
+            ticker = [WorkProgress(plan.size, f"timing {plan.procedure} on the simulated lab", start=start)]
+            ticker = ticker if plan.size - start >= ESTIMATE_PROGRESS_POINTS else []
+            result = Runner(plan, station, supervisor=supervisor, subscribers=ticker).run(start=start)
+            for t in ticker:
+                t.finish()
     if result.status != "completed":
         raise PlanError(
             [f"the dry run on the simulated lab stopped at point {result.done}: {result.message}"]

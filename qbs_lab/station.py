@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from qbs_lab.clock import Clock, RealClock
+from qbs_lab.station_limits import excitation_problem, limit_problems
 from qbs_lab.yaml_file import YamlFileError, read_yaml
 
 if TYPE_CHECKING:
@@ -264,7 +265,7 @@ def load_station(path: str | Path) -> StationConfig:
     """Read and validate a station file; raise :class:`StationError` listing every problem."""
     path = Path(path)
     try:
-        doc, node = read_yaml(path, "station file")
+        doc, node = read_yaml(path, "station file", aliases=False)
     except YamlFileError as err:
         raise StationError([str(err)]) from None
     v = _Validator(path, _key_lines(node))
@@ -297,6 +298,7 @@ class _Validator:
         self.problems: list[str] = []
         self.misspelt: set[tuple[str, ...]] = set()  # keys reported as misspelt, not again as missing
         self.bad_drivers: set[str] = set()  # instruments whose driver was already reported
+        self.bad_limits: set[tuple[str, ...]] = set()  # limits already reported (not again as implausible)
 
     def problem(self, keys: tuple[str, ...], message: str) -> None:
         line = next((self.lines[keys[:n]] for n in range(len(keys), 0, -1) if keys[:n] in self.lines), None)
@@ -357,6 +359,12 @@ class _Validator:
         for key, value in (("bias_resistor", bias), ("excitation", exc)):
             if value is not None and value <= 0:
                 self.problem(("measurement", key), f"must be > 0, not {value:g}")
+        if exc is not None and exc > 0:
+            why = excitation_problem(self.driver_type(instruments, roles, "lockin"), exc)
+            if why:
+                self.problem(("measurement", "excitation"), why)
+        for role, values in limits.items():  # what the instrument can do, and physical sense
+            self.plausible(role, values, self.driver_type(instruments, roles, role))
         if residual is not None and not 0 < residual < 0.5:
             self.problem(("measurement", "settle_residual"), f"must be between 0 and 0.5, not {residual:g}")
         sample = self.mapping(doc.get("sample"), ("sample",))
@@ -397,6 +405,32 @@ class _Validator:
             suspenders=suspenders,
             notify=notify,
         )
+
+    @staticmethod
+    def driver_type(instruments: dict[str, dict[str, Any]], roles: dict[str, Any], role: str) -> str | None:
+        binding = roles.get(role)
+        name = binding.get("instrument") if isinstance(binding, dict) else binding
+        spec = instruments.get(name) if isinstance(name, str) else None
+        driver = spec.get("type") if spec else None
+        return driver if isinstance(driver, str) else None
+
+    def plausible(self, role: str, values: dict[str, float], driver_type: str | None) -> None:
+        keys = ("safety", role)
+        good = {k: v for k, v in values.items() if (*keys, k) not in self.bad_limits}
+        for key, message in limit_problems(role, good, driver_type):
+            self.problem((*keys, key), message)
+        if role == "gate" and values:
+            compliance = good.get("current_limit", GateLimits.current_limit)
+            if "current_limit" not in values:  # the default, checked against the instrument too
+                for key, message in limit_problems(role, {"current_limit": compliance}, driver_type):
+                    self.problem((*keys, key), f"is not given, and the default {message}")
+            leak = good.get("leakage_limit")
+            if leak is not None and leak > compliance:
+                self.problem(
+                    (*keys, "leakage_limit"),
+                    f"{leak:g} A is above the compliance current_limit ({compliance:g} A): the source"
+                    " caps the current below it, so the leakage check could never trip",
+                )
 
     def _instruments(self, section: dict[str, Any]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
@@ -474,6 +508,7 @@ class _Validator:
                 continue
             if lower is not None and value <= lower:
                 self.problem((*keys, key), f"must be > {lower:g}, not {value:g}")
+                self.bad_limits.add((*keys, key))
             out[key] = value
         if role == "gate" and "min" in out and "max" in out:
             if out["min"] >= out["max"]:

@@ -3,7 +3,7 @@
 Lab instruments on GPIB/VISA push nothing, so the suspenders poll the roles: the runner asks
 :meth:`Suspenders.check` after every point (before the point is stored) and :meth:`Suspenders.on_error`
 about any exception raised while setting or reading. A tripped condition answers with a
-:class:`~qbs_lab.runner.Trip` whose policy is the condition's:
+:class:`~qbs_lab.trips.Trip` whose policy is the condition's:
 
 ``pause``
     wait on the clock until the condition has recovered (with hysteresis) continuously for ``hold``
@@ -60,7 +60,7 @@ from typing import Any
 from qbs_lab.clock import Clock
 from qbs_lab.drivers.errors import LeakageError, QuenchError
 from qbs_lab.drivers.protocols import MagnetStatus
-from qbs_lab.runner import Trip, Tripped
+from qbs_lab.trips import Trip, Tripped
 
 __all__ = [
     "CONDITIONS",
@@ -102,6 +102,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 _POSITIVE = {"timeout", "poll", "ceiling", "limit"}  # > 0
 _NONNEGATIVE = {"every", "hold"}  # >= 0
 _INTEGERS = {"max_pauses": 0, "persist": 1}  # whole numbers >= the bound
+_LONGEST = 7 * 86400.0  # s: the longest wait a setting may ask for
 
 
 #: the conditions watched also while the run waits (stabilizing a temperature, paused for another)
@@ -221,6 +222,12 @@ def validate_suspenders(section: Any) -> list[str]:
                 continue
             elif key == "hysteresis" and not 0 <= number < 1:
                 problems.append(f"{at}: must be a fraction between 0 and 1 (0 included), not {number:g}")
+                continue
+            elif key == "poll" and number < 0.01:  # a wait polling every 1e-300 s never ends
+                problems.append(f"{at}: must be at least 0.01 s, not {number:g}")
+                continue
+            elif key in ("timeout", "hold", "every") and number > _LONGEST:
+                problems.append(f"{at}: must be at most {_LONGEST / 86400:g} days, not {number:g} s")
                 continue
             values[key] = number
         merged = {**allowed, **values}

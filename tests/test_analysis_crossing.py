@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -207,11 +206,9 @@ def test_to_dict_has_exactly_the_json_keys() -> None:
     assert back["x_c"] == pytest.approx(res.x_c)
 
 
-def test_bootstrap_is_reproducible_and_fast() -> None:
+def test_bootstrap_is_reproducible() -> None:
+    # its wall time (online use: well under a second per update) is in benchmarks/wall_times.py
     data, _ = field_isotherms(seed=4)
-    t0 = time.perf_counter()
     a = find_crossing(data, n_boot=200, seed=9)
-    elapsed = time.perf_counter() - t0
     b = find_crossing(data, n_boot=200, seed=9)
     assert a.to_dict() == b.to_dict()
-    assert elapsed < 0.5  # online use: well under a second per update

@@ -73,8 +73,8 @@ def test_sim_serve_prints_addresses_that_answer() -> None:
         ),
         ("- a\n- b\n", "the top level must be a mapping"),
         ("instruments: {lockin: GPIB0::8::INSTR}\n", "instruments.lockin must be a mapping"),
-        (STATION_TEXT + "sim: clean\n", "sim: must be a mapping"),
-        (STATION_TEXT + "roles: [a]\n", "roles: must be a mapping"),
+        (STATION_TEXT.replace("sim:\n  scenario: clean", "sim: clean"), "sim: must be a mapping"),
+        (STATION_TEXT + "roles: [a]\n", "key 'roles' is given twice"),  # not the last one winning
         (STATION_TEXT.replace("mixing_chamber: 6", "mixing_chamber: MC"), "roles.thermometry.mixing_chamber"),
         (STATION_TEXT.replace("sample: 8", "sample: 6"), "the mixing chamber's too"),
         (STATION_TEXT.replace("excitation: 0.01", "excitation: 10 mV"), "measurement.excitation must be"),

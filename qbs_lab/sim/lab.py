@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from qbs_lab.clock import Clock, ClockInUseError, VirtualClock, patch_driver_time
 from qbs_lab.sim.cryostat import CryostatParams
@@ -42,6 +41,7 @@ from qbs_lab.sim.lab_state import LabState
 from qbs_lab.sim.sample import SCENARIOS, scenario_params
 from qbs_lab.sim.tcp_server import InstrumentServer
 from qbs_lab.sim.visa_backend import canonical, register_lab, unregister_lab
+from qbs_lab.yaml_file import YamlFileError, read_yaml
 
 __all__ = ["SimLab", "SimLabError"]
 
@@ -170,15 +170,10 @@ class SimLab:
     ) -> SimLab:
         """Build the simulated lab of a station file (scenario: the argument, else ``sim.scenario``)."""
         path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except OSError as err:
-            raise SimLabError(f"{path}: cannot read the station file ({err.strerror})") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise SimLabError(f"{path}:{where} not valid YAML ({problem})") from None
+        try:  # the station file's reader: duplicate keys, aliases, binary files are one line each
+            doc = read_yaml(path, "station file", aliases=False)[0] or {}
+        except YamlFileError as err:
+            raise SimLabError(str(err)) from None
         if not isinstance(doc, dict):
             raise SimLabError(f"{path}: the top level must be a mapping of sections (instruments:, ...)")
         instruments = doc.get("instruments")
