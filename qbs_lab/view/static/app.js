@@ -172,7 +172,8 @@ function drawOnline(r) {
   if (!o) { $("online").innerHTML = r.dims && r.dims[0] === "T" && r.dims.length === 2 ? "after the second complete isotherm" : "not for this run's axes"; return; }
   const xu = o.x === "B" ? "T" : "V";
   const parts = [`<span class="verdict">${esc(o.verdict)}</span> from ${o.isotherms} isotherms`,
-    `${esc(o.x)}<sub>c</sub> = <b>${siErr(o.collapse_x_c ?? o.x_c, o.collapse_x_c_err ?? o.x_c_err, xu)}</b>`,
+    `${esc(o.x)}<sub>c</sub> = <b>${siErr(o.x_c, o.x_c_err, xu)}</b>` +
+      (o.collapse_x_c != null ? ` <span class="muted">(collapse: ${siErr(o.collapse_x_c, o.collapse_x_c_err, xu)})</span>` : ""),
     `R<sub>c</sub> = <b>${siErr(o.R_c, o.R_c_err, "Ohm")}</b>${o.R_c_h4e2 ? ` (${(+o.R_c_h4e2).toFixed(3)} h/4e²)` : ""}`];
   if (o.znu !== null && o.znu !== undefined) parts.push(`z·ν = <b>${(+o.znu).toPrecision(3)}${o.znu_err ? ` ± ${(+o.znu_err).toPrecision(2)}` : ""}</b>`);
   if (o.drift !== null && o.drift !== undefined) parts.push(`drift of the crossing with T: ${si(o.drift, xu + "/K", 2)}${o.drift_err ? ` ± ${si(o.drift_err, xu + "/K", 2)}` : ""}`);
