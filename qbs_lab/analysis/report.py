@@ -341,6 +341,6 @@ def _phase_plot(stem: Path, name: str, results: list[tuple[dict[str, float], Ana
 
 
 def _save(fig: Any, out: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    # a tight bounding box at save time: one layout pass instead of tight_layout's extra full draw
+    fig.savefig(out, dpi=110, bbox_inches="tight", pad_inches=0.1)
     return out
