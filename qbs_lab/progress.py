@@ -117,42 +117,21 @@ class Progress:
             self._draw(self.line(), end="\n")
 
 
-class WorkProgress:
+class WorkProgress(Progress):
     """Progress of work that is not a run, such as timing a plan on the simulated twin: points done
     and the wall-clock time left (a 100 000-point estimate takes minutes; the user sees it move).
-    Same cadence as :class:`Progress`: redrawn at most 5 times a second on a terminal, else every 10 %."""
+    Drawn as :class:`Progress` is (same cadence, line cleared on every redraw); gone when done."""
 
     def __init__(self, total: int, label: str, *, start: int = 0, out: TextIO | None = None) -> None:
-        self.total, self.label, self.start = total, label, start
-        self.out = out or sys.stderr
-        self.tty = self.out.isatty()
+        super().__init__(total, start=start, label=label, out=out)
         self.t0 = time.monotonic()
-        self.done = start
-        self._last_draw = 0.0
-        self._last_decile = -1
-
-    def __call__(self, k: int, index: tuple[int, ...], values: Sequence[float]) -> None:
-        self.done = k + 1
-        if self.tty:
-            now = time.monotonic()
-            if now - self._last_draw >= 0.2:
-                self._last_draw = now
-                self.out.write("\r" + self.line())
-                self.out.flush()
-        else:
-            decile = 10 * self.done // self.total
-            if decile != self._last_decile:
-                self._last_decile = decile
-                self.out.write(self.line() + "\n")
-                self.out.flush()
 
     def line(self) -> str:
         n = self.done - self.start
         wall = time.monotonic() - self.t0
         left = f", about {format_duration(wall / n * (self.total - self.done))} left" if n > 0 else ""
-        return f"{self.label}: {self.done}/{self.total} points {100 * self.done / self.total:3.0f}%{left}   "
+        return f"{self.label}: {self.done}/{self.total} points {100 * self.done / self.total:3.0f}%{left}"
 
     def finish(self) -> None:
         if self.tty:  # the line gives way to the result
-            self.out.write("\r" + " " * len(self.line()) + "\r")
-            self.out.flush()
+            self._draw("", end="\r")
