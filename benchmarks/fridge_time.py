@@ -59,6 +59,7 @@ METHODS: dict[str, tuple[str, dict[str, Any], str]] = {
 BASELINE = "stepped grid"
 B_TARGET, ZNU_TARGET = 0.01, 0.10  # relative
 GOAL_RATIO, GOAL_SHARE = 4.0, 0.90
+PHASES = ("stabilize", "settle", "ramp", "measure", "park")  # the runner's phases of fridge time
 
 
 def _num(v: Any) -> float:
@@ -217,6 +218,10 @@ def hms(seconds: float) -> str:
     return format_duration(seconds) if math.isfinite(seconds) else "-"
 
 
+def times(ratio: float) -> str:
+    return f"{ratio:.2f}x" if math.isfinite(ratio) else "-"
+
+
 def pct(x: float, digits: int = 0) -> str:
     return f"{100 * x:.{digits}f} %" if math.isfinite(x) else "-"
 
@@ -274,13 +279,15 @@ def print_table(
                 print(f"{sc:9s} {m:17s} not available: {missing}")
                 continue
             s = summarize([r for r in rows if r["scenario"] == sc and r["method"] == m], METHODS[m][2])
+            if not s["n"]:
+                continue
             summaries[sc, m] = s
             ratio = base["t_med"] / s["t_med"] if s["t_med"] > 0 else math.nan
             span = f"{hms(s['t_med'])} ({hms(s['t_min'])}–{hms(s['t_max'])})"
             print(
                 f"{sc:9s} {m:17s} {s['n_ok']:3d}/{s['n']:<3d} {span:>31s} {pct(s['targets']):>11s}"
                 f" {pct(s['dB'], 2):>8s} {pct(s['dz'], 1):>8s} {pct(s['cov_B']):>10s} {pct(s['cov_z']):>9s}"
-                f" {ratio:15.2f}x"
+                f" {times(ratio):>16s}"
             )
     print(
         "\ntargets: |B_c - truth| <= 1 % and |z·ν - truth| <= 10 % (share of seeds); |ΔB_c|, |Δzν|: medians,"
@@ -313,6 +320,15 @@ def print_table(
                     f"{label:56s} {pct(s['targets']):>11s} {pct(s['dB'], 2):>8s} {pct(s['dz'], 1):>8s}"
                     f" {pct(s['cov_B']):>10s} {pct(s['cov_z']):>9s}"
                 )
+    print(f"\n{'where the fridge time goes (medians)':36s} " + " ".join(f"{p:>10s}" for p in PHASES))
+    for sc in scenarios:
+        for m in methods:
+            sel = [r for r in rows if r["scenario"] == sc and r["method"] == m and "error" not in r]
+            if sel:
+                cells = [
+                    hms(float(np.median([r.get("phases", {}).get(p, 0.0) for r in sel]))) for p in PHASES
+                ]
+                print(f"{sc + ', ' + m:36s} " + " ".join(f"{c:>10s}" for c in cells))
     failed = [r for r in rows if "analysis" in r and not str(r["analysis"]["collapse"]).startswith("ok")]
     for r in failed:
         print(
@@ -336,10 +352,10 @@ def print_table(
             and s["cov_z"] >= GOAL_SHARE
         )
         print(
-            f"{sc}: goal {'MET' if met else 'NOT met'}: find_crossing {ratio:.2f}x less fridge time than the"
-            f" stepped grid ({hms(s['t_med'])} vs {hms(base['t_med'])}; goal >= {GOAL_RATIO:g}x), targets met"
-            f" in {pct(s['targets'])} of seeds, 2σ coverage B_c {pct(s['cov_B'])}, z·ν {pct(s['cov_z'])}"
-            f" (goal >= {pct(GOAL_SHARE)} each)"
+            f"{sc}: goal {'MET' if met else 'NOT met'}: find_crossing {times(ratio)} less fridge time than"
+            f" the stepped grid ({hms(s['t_med'])} vs {hms(base['t_med'])}; goal >= {GOAL_RATIO:g}x),"
+            f" targets met in {pct(s['targets'])} of seeds, 2σ coverage B_c {pct(s['cov_B'])},"
+            f" z·ν {pct(s['cov_z'])} (goal >= {pct(GOAL_SHARE)} each)"
         )
     stops = [r for r in rows if r["method"] == "find_crossing" and r.get("stopped")]
     if stops:
@@ -362,6 +378,11 @@ def main() -> None:
         default="clean,drifting",
         help="comma-separated simulated scenarios (default: %(default)s)",
     )
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated, of: %(default)s (the stepped grid is the reference of the ratios)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="runs at a time (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="write the raw per-seed rows to this file")
     args = parser.parse_args()
@@ -375,8 +396,11 @@ def main() -> None:
             if unknown
             else "need at least one scenario, one seed and one worker"
         )
-    missing = find_crossing_available()
-    methods = [m for m in METHODS if m != "find_crossing" or missing is None]
+    chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not chosen or any(m not in METHODS for m in chosen):
+        parser.error(f"--methods: choose from {', '.join(METHODS)}")
+    missing = find_crossing_available() if "find_crossing" in chosen else None
+    methods = [m for m in chosen if m != "find_crossing" or missing is None]
     # seed-major, so that the time left is about right from the first runs on
     tasks = [(m, sc, seed) for seed in range(args.seeds) for sc in scenarios for m in methods]
     progress = RunProgress(len(tasks))
@@ -391,7 +415,7 @@ def main() -> None:
         f"simulated lab, V_g = 15 V, seeds 0..{args.seeds - 1}, {len(tasks)} runs"
         f" ({format_duration(wall)} of wall time in {args.workers} workers)\n"
     )
-    print_table(rows, scenarios, list(METHODS), missing)
+    print_table(rows, scenarios, chosen, missing)
     if args.json:
         args.json.write_text(json.dumps(plain(rows), indent=1))
         print(f"rows: {args.json}")
