@@ -131,6 +131,12 @@ def one_run(task: tuple[str, str, int]) -> dict[str, Any]:
             row["phases"] = _json(ds.attrs.get("phases", "{}"))
             row["points"] = int(np.isfinite(ds["R"].values).sum())
             truth = _json(ds.attrs["truth"])
+            if "B_c" not in truth:  # a plan without a fixed V_g records the gate-tuned truth only
+                from qbs_lab.sim import SimLab
+
+                V_g = float(run.parameters.get("V_g", 15.0))
+                with SimLab.from_station(STATION, seed=seed, scenario=scenario) as lab:
+                    truth = lab.truth_at(V_g)
             row["truth"] = {"B_c": truth["B_c"], "R_c": truth["R_c"], "znu": truth["znu"]}
             if run.status != "completed":
                 raise RuntimeError(f"run {run.status}: {run.message}")
