@@ -6,14 +6,16 @@ follows the running estimate; after every sweep the scaling form is fitted to ev
 search stops when B_c and z·ν are known to the targets, or at the top of the range, or at the budget.
 Same gate voltage, temperatures and field range as field_isotherms' defaults, so the two compare.
 
-Its dataset is a T x B grid like field_isotherms': each temperature is a band of the range (readings
-taken while the sample was in it), on the field cells its readings fell in, so ``qbs-lab analyze
+Its dataset is a T x B grid like field_isotherms': each temperature is a band between two of the
+given temperatures (readings taken while the sample was in it, at the band's geometric middle), on
+the field cells its readings fell in, so ``qbs-lab analyze
 crossing`` reads it; the search's own estimate and every decision are in the run's ``search``
 attribute and its log.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -26,7 +28,7 @@ from qbs_lab.procedure import param
 class Parameters:
     V_g: float = param(15.0, "V", "gate voltage")
     temperatures: tuple[float, ...] = param(
-        (0.06, 0.09, 0.12, 0.18, 0.24), "K", "the temperature range covered (lowest to highest)"
+        (0.06, 0.09, 0.12, 0.18, 0.24), "K", "the range covered; between each two, one stored isotherm"
     )
     B_start: float = param(0.006, "T", "lowest field")
     B_stop: float = param(0.018, "T", "highest field")
@@ -37,7 +39,6 @@ class Parameters:
     sweep_rate: float = param(2e-4, "T/s", "field rate while the lock-in is read")
     scan_rate: float = param(1e-3, "T/s", "field rate of the first sweeps that locate the transition")
     interval: float = param(0.2, "s", "time between lock-in readings")
-    bands: int = param(12, "", "temperature bands the stored grid has (the isotherms analyze reads)")
     fields: int = param(241, "", "field cells of the stored grid")
 
 
@@ -51,16 +52,18 @@ def plan(p: Parameters) -> Plan:
         raise ValueError("B_stop must be above B_start")
     if not (0 < p.target < 1 and 0 < p.target_z_nu < 1):
         raise ValueError("target and target_z_nu are fractions between 0 and 1")
-    if p.bands < 2 or p.fields < 10:
-        raise ValueError("bands must be >= 2 and fields >= 10")
-    ratio = (hi / lo) ** (1 / p.bands)
-    bands = tuple(lo * ratio ** (k + 0.5) for k in range(p.bands))
+    if p.fields < 10:
+        raise ValueError("fields must be >= 10")
+    # the stored isotherms: the readings between each two temperatures, at their geometric middle
+    edges = sorted(set(p.temperatures))
+    bands = tuple(math.sqrt(a * b) for a, b in itertools.pairwise(edges))
     grid = linspace(p.B_start, p.B_stop, p.fields)
     policy = TemperaturePolicy()
     # the sample lags the setpoint by about the fridge's response time: the ramp may lead by that much
     T_set_max = min(hi + 60.0 * p.T_rate, 1.25 * hi)
     search = CrossingSearch(
         bands=bands,
+        edges=tuple(edges),
         grid=grid,
         T_range=(lo, hi),
         target=p.target,

@@ -43,24 +43,18 @@ from qbs_lab.analysis.scattered import ScatteredFit, fit_scattered
 from qbs_lab.continuous import filter_delay
 from qbs_lab.search import SearchContext
 
-__all__ = ["CrossingSearch", "band_edges"]
+__all__ = ["CrossingSearch"]
 
 #: the columns of the readings kept during a search
 _COLUMNS = ("t", "t_B", "B_meas", "R", "X", "Y", "I", "pass", "up")
-
-
-def band_edges(centers: tuple[float, ...], lo: float, hi: float) -> np.ndarray:
-    """Edges [K] of the temperature bands around ``centers`` (geometric midpoints; ``lo``, ``hi`` outside)."""
-    c = np.asarray(centers, dtype=float)
-    mids = np.sqrt(c[:-1] * c[1:])
-    return np.concatenate([[lo], mids, [hi]])
 
 
 @dataclass(frozen=True)
 class CrossingSearch:
     """The search's settings (SI units; see the module docstring for what each decides)."""
 
-    bands: tuple[float, ...]  # the grid's temperatures [K]: centers of the bands, ascending
+    bands: tuple[float, ...]  # the grid's temperatures [K]: one per band, ascending
+    edges: tuple[float, ...]  # the bands' edges [K], ascending (one more than bands)
     grid: tuple[float, ...]  # the grid's fields [T], ascending
     T_range: tuple[float, float]  # [K] the temperatures the estimate is made over
     target: float = 0.01
@@ -100,7 +94,7 @@ class _Search:
         self.fit: ScatteredFit | None = None
         self.B_c0 = math.nan
         self.n_pass = 0
-        self.edges = band_edges(s.bands, *s.T_range)
+        self.edges = np.asarray(s.edges, dtype=float)
         self.closed = 0  # bands stored so far
         self.t_ramp0 = 0.0
         self.t_setpoint = -math.inf

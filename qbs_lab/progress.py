@@ -125,6 +125,7 @@ class SearchProgress(Progress):
     def __init__(self, total: int, **kwargs: object) -> None:
         super().__init__(total, **kwargs)  # type: ignore[arg-type]
         self.end_s: float | None = self.schedule_end
+        self._shown_fraction = 0.0
 
     def expect(self, end_s: float | None) -> None:
         """The run's expected end [s on its time axis]."""
@@ -152,9 +153,13 @@ class SearchProgress(Progress):
         return int(10 * self._fraction())
 
     def _fraction(self) -> float:
+        """Of the expected fridge time, how much has passed: never less than already shown (the
+        expected end moves as the search learns)."""
         if self.end_s is None or self.end_s <= self.t_start:
-            return 0.0
-        return min(1.0, (self.t - self.t_start) / (self.end_s - self.t_start))
+            return self._shown_fraction
+        frac = min(1.0, (self.t - self.t_start) / (self.end_s - self.t_start))
+        self._shown_fraction = max(self._shown_fraction, frac)
+        return self._shown_fraction
 
     def line(self) -> str:
         width = 24

@@ -153,7 +153,8 @@ def estimate_plan(
             supervisor = Suspenders(station, config.suspenders, station.clock)
             # a long plan takes minutes to time: show it moving (wall time left)
             ticker = [WorkProgress(plan.size, f"timing {plan.procedure} on the simulated lab", start=start)]
-            ticker = ticker if plan.size - start >= ESTIMATE_PROGRESS_POINTS else []
+            # (an adaptive plan stores on a grid it does not fill: its points say nothing of its progress)
+            ticker = ticker if plan.size - start >= ESTIMATE_PROGRESS_POINTS and plan.search is None else []
             result = Runner(plan, station, supervisor=supervisor, subscribers=ticker).run(start=start)
             for t in ticker:
                 t.finish()

@@ -157,6 +157,7 @@ def search_update(report: dict[str, Any]) -> dict[str, Any]:
         "order": None,
         "collapse": None,
         "expected_end_s": report.get("expected_end_s"),
+        "search": True,
         "seconds": report.get("seconds", 0.0),
     }
 
@@ -164,7 +165,9 @@ def search_update(report: dict[str, Any]) -> dict[str, Any]:
 def format_update(record: dict[str, Any]) -> str:
     """One log line for an update."""
     unit, scale = X_UNITS[record["x"]]
-    parts = [f"{record['isotherms']} isotherms: {record['verdict']}"]
+    parts = [
+        record["verdict"] if record.get("search") else f"{record['isotherms']} isotherms: {record['verdict']}"
+    ]
     if record["x_c"] is not None:
         err = record["x_c_err"]
         parts.append(
