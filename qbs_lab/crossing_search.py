@@ -423,7 +423,7 @@ class _Search:
         cols = {k: np.asarray(v[first:], dtype=float) for k, v in self.cols.items()}
         tT, T = (np.asarray(v, dtype=float) for v in zip(*self.T_read, strict=True))
         with open(tmp, "wb") as f:
-            np.savez(f, **cols, t_T=tT, T_sample=T, delay=np.float64(self.delay))
+            np.savez(f, **cols, t_T=tT, T_sample=T, delay=np.float64(self.delay), B_c0=np.float64(self.B_c0))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -434,23 +434,32 @@ class _Search:
         lockin = ctx.station.lockin
         self.delay = filter_delay(lockin.time_constant(), lockin.filter_slope())
         try:
-            # the heater first: the sample warms while the gate and the magnet move
+            resumed = self._load_previous()
+            # the heater first: the sample warms while the gate and the magnet move; the ramp goes on
+            # from where the sample is (a resumed run's fridge may have cooled or warmed meanwhile)
             self.thermo.set_heater_range(s.heater_range)
-            self.t_ramp0 = ctx.now()
-            self._setpoint(self.t_ramp0)
+            T_now = self.thermo.temperature_sample()
+            self.t_ramp0 = ctx.now() - max(0.0, T_now - s.T_range[0]) / s.T_rate
             self._read_T()
             ctx.move_fixed()
-            first = 0
-            self._localize()
-            self._save_pass(first)
+            first = len(self.cols["t"])
+            if resumed:
+                self._update_fit()
+                ctx.log(
+                    f"search resumed with {first} readings of {self.n_pass} sweeps; {self._estimate_text()}"
+                )
+            if self.fit is None:
+                self._localize()
+                if not self._suspect(first):
+                    self._save_pass(first)
             while True:
-                if ctx.check():  # paused and recovered: the last sweep's readings are suspect
-                    self._drop_from(first)
                 first = len(self.cols["t"])
                 self.stopped = self._stop_reason()
                 if self.stopped:
                     break
                 self._pass()
+                if self._suspect(first):
+                    continue
                 self._save_pass(first)
                 self._close_bands()
             self.ctx.log(f"search stopped: {self.stopped}; {self._estimate_text()}")
@@ -463,6 +472,31 @@ class _Search:
                 self.closed += 1
             raise
         return self.result()
+
+    def _suspect(self, first: int) -> bool:
+        """The stop request and the suspenders after a sweep: True (the sweep's readings dropped) when
+        the lab paused and recovered during it."""
+        if not self.ctx.check():
+            return False
+        self._drop_from(first)
+        self.ctx.log(f"search step {self.n_pass}: the lab paused during this sweep; its readings are dropped")
+        return True
+
+    def _load_previous(self) -> bool:
+        """A resumed run: the readings of its earlier sweeps (``sweeps/pass_*.npz``) come back."""
+        folder = Path(self.ctx.store_path) / "sweeps" if self.ctx.store_path is not None else None
+        files = sorted(folder.glob("pass_*.npz")) if folder is not None and folder.is_dir() else []
+        if not files:
+            return False
+        for path in files:
+            with np.load(path) as z:
+                for k in _COLUMNS:
+                    self.cols[k].extend(z[k].tolist())
+                T_read = list(zip(z["t_T"].tolist(), z["T_sample"].tolist(), strict=True))
+                self.B_c0 = float(z["B_c0"]) if "B_c0" in z else self.B_c0
+        self.T_read = T_read  # each file holds every thermometer reading up to it
+        self.n_pass = int(max(self.cols["pass"], default=0))
+        return True
 
     def _drop_from(self, first: int) -> None:
         for v in self.cols.values():

@@ -273,3 +273,31 @@ def test_a_search_beyond_a_tighter_station_is_refused_before_anything_is_sent(tm
     )
     assert out.returncode == 2 and "limit" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "data").exists() or not list((tmp_path / "data").rglob("*.zarr"))
+
+
+def test_a_ctrl_c_parks_keeps_the_readings_and_resume_finishes_the_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_cli_run import ctrl_c_at
+
+    data = tmp_path / "data"
+    with ctrl_c_at(120.0, monkeypatch) as fired:
+        run = qbs_lab.run("find_crossing", sim=True, seed=3, station=STATION, data=data, progress=False)
+    assert "fired" in fired
+    assert run.status == "interrupted"
+    assert run.left == "gate 0 V, magnet 0 T (driven), heater off, RF off"
+    before = int(np.isfinite(run.dataset["R"].values).sum())
+    assert before > 0  # the bands measured so far, stored after parking
+    passes = sorted((run.path / "sweeps").glob("pass_*.npz"))
+    assert len(passes) >= 3
+    done = qbs_lab.resume(run.id, data=data, progress=False)
+    assert done.status == "completed"
+    ds = done.dataset
+    est = json.loads(ds.attrs["search"])["estimate"]
+    truth = json.loads(ds.attrs["truth"])
+    assert abs(est["B_c"] / truth["B_c"] - 1) <= 0.01 and abs(est["z_nu"] / truth["znu"] - 1) <= 0.10
+    assert int(np.isfinite(ds["R"].values).sum()) > before
+    log = done.path.with_suffix(".log").read_text()
+    assert "search resumed with " in log
+    # the earlier sweeps' files are kept, the new ones numbered after them
+    assert set(passes) <= set((done.path / "sweeps").glob("pass_*.npz"))
