@@ -38,6 +38,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import re
 import sys
 import tempfile
 import time
@@ -372,9 +373,10 @@ def print_table(
     stops = [r for r in rows if r["method"] == "find_crossing" and r.get("stopped")]
     if stops:
         reasons: dict[str, int] = {}
-        for r in stops:
-            reasons[r["stopped"]] = reasons.get(r["stopped"], 0) + 1
-        print("find_crossing stopped: " + "; ".join(f"{k} ({v}x)" for k, v in reasons.items()))
+        for r in stops:  # grouped without their figures ("... (255 mK)")
+            reason = re.sub(r"\s*\([^)]*\d[^)]*\)", "", r["stopped"])
+            reasons[reason] = reasons.get(reason, 0) + 1
+        print("find_crossing stopped: " + "; ".join(f"{k} ({v} runs)" for k, v in reasons.items()))
     failed = [r for r in rows if "error" in r]
     for r in failed:
         print(f"failed: {r['method']}, {r['scenario']}, seed {r['seed']}: {r['error']}")
