@@ -111,7 +111,6 @@ def fit_scattered(
     systematics: bool = True,
     trim_low_T: bool = True,
     split: np.ndarray | None = None,
-    smear: np.ndarray | None = None,
 ) -> ScatteredFit:
     """Fit the scaling form (module docstring) to readings R [Ohm] at fields B [T] and temperatures
     T [K]; ``B_c0`` [T] and ``z_nu0`` start the search; ``t`` orders the readings in time (for their
@@ -119,24 +118,23 @@ def fit_scattered(
     B, T, R = (np.asarray(a, dtype=float) for a in (B, T, R))
     order_t = np.argsort(t, kind="stable") if t is not None else np.arange(len(B))
     half = np.asarray(split, dtype=bool)[order_t] if split is not None else np.zeros(len(B), dtype=bool)
-    S = np.asarray(smear, dtype=float)[order_t] if smear is not None else np.zeros(len(B))
     B, T, R = B[order_t], T[order_t], R[order_t]
-    good = np.isfinite(B) & np.isfinite(T) & np.isfinite(R) & (R > 0) & (T > 0) & np.isfinite(S)
-    B, T, R, half, S = B[good], T[good], R[good], half[good], S[good]
+    good = np.isfinite(B) & np.isfinite(T) & np.isfinite(R) & (R > 0) & (T > 0)
+    B, T, R, half = B[good], T[good], R[good], half[good]
     if len(B) < order + 6:
         return _failed(f"{len(B)} readings: too few to fit", len(B))
-    T_cut = _misfit_below(B, T, R, S, B_c0, z_nu0, order, y_max) if trim_low_T else math.nan
+    T_cut = _misfit_below(B, T, R, B_c0, z_nu0, order, y_max) if trim_low_T else math.nan
     if math.isfinite(T_cut):
         keep = T >= T_cut
-        B, T, R, half, S = B[keep], T[keep], R[keep], half[keep], S[keep]
-    base = _fit(B, T, R, S, B_c0, z_nu0, drift, order, y_max)
+        B, T, R, half = B[keep], T[keep], R[keep], half[keep]
+    base = _fit(B, T, R, B_c0, z_nu0, drift, order, y_max)
     base = ScatteredFit(**{**asdict(base), "T_range": base.T_range, "coeffs": base.coeffs, "T_cut": T_cut})
     if base.status != "ok" or not systematics:
         return base
     # the model's own uncertainty: a lower order, a narrower and a wider window
     shifts = {"B_c": [0.0], "R_c": [0.0], "z_nu": [0.0], "drift": [0.0]}
     for o, y in ((order - 1, y_max), (order, 0.7 * y_max), (order, 1.3 * y_max)):
-        alt = _fit(B, T, R, S, base.B_c, base.z_nu, drift, o, y)
+        alt = _fit(B, T, R, base.B_c, base.z_nu, drift, o, y)
         if alt.status == "ok":
             for k, v in shifts.items():
                 v.append(getattr(alt, k) - getattr(base, k))
@@ -147,15 +145,20 @@ def fit_scattered(
         if split is None and mask is half:
             continue
         both = drift and mask is half
-        a = _fit(B[mask], T[mask], R[mask], S[mask], base.B_c, base.z_nu, both, order, y_max)
-        b = _fit(B[~mask], T[~mask], R[~mask], S[~mask], base.B_c, base.z_nu, both, order, y_max)
+        a = _fit(B[mask], T[mask], R[mask], base.B_c, base.z_nu, both, order, y_max)
+        b = _fit(B[~mask], T[~mask], R[~mask], base.B_c, base.z_nu, both, order, y_max)
         if a.status == "ok" and b.status == "ok":
             for k in keys:
                 shifts[k].append(0.5 * (getattr(a, k) - getattr(b, k)))
+    # z nu with and without the drift term (the two trade off against R_c and each other)
+    if drift:
+        alt = _fit(B, T, R, base.B_c, base.z_nu, False, order, y_max)
+        if alt.status == "ok":
+            shifts["z_nu"].append(alt.z_nu - base.z_nu)
     # and how far it moves when the lowest temperatures are left out too (what heating or corrections
     # to scaling still do just above the cut)
     warm = T >= 1.2 * T.min()
-    alt = _fit(B[warm], T[warm], R[warm], S[warm], base.B_c, base.z_nu, drift, order, y_max)
+    alt = _fit(B[warm], T[warm], R[warm], base.B_c, base.z_nu, drift, order, y_max)
     if alt.status == "ok":
         for k, v in shifts.items():
             v.append(getattr(alt, k) - getattr(base, k))
@@ -169,7 +172,6 @@ def _misfit_below(
     B: np.ndarray,
     T: np.ndarray,
     R: np.ndarray,
-    S: np.ndarray,
     B_c0: float,
     z_nu0: float,
     order: int,
@@ -180,7 +182,7 @@ def _misfit_below(
     A fit without drift to every reading; its residuals' rms in eight bands of ln T; the lowest bands
     whose rms is more than 1.5x the median band's are cut (at most half of them, and only a run from
     the bottom: excitation heating and corrections to scaling grow as T falls)."""
-    pre = _fit(B, T, R, S, B_c0, z_nu0, False, order, y_max)
+    pre = _fit(B, T, R, B_c0, z_nu0, False, order, y_max)
     if pre.status != "ok":
         return math.nan
     res = np.log(R) - pre.ln_R(B, T)
@@ -204,7 +206,6 @@ def _fit(
     B: np.ndarray,
     T: np.ndarray,
     R: np.ndarray,
-    S: np.ndarray,
     B_c0: float,
     z_nu0: float,
     drift: bool,
@@ -250,19 +251,12 @@ def _fit(
         if (new == mask).all() and _ > 0:
             break
         mask = new
-        Bm, Tm, taum, lm, Sm = B[mask], T[mask], tau[mask], lnR[mask], S[mask]
-        smeared = bool(Sm.any())
+        Bm, Tm, taum, lm = B[mask], T[mask], tau[mask], lnR[mask]
 
-        def residuals(q: np.ndarray, Bm=Bm, Tm=Tm, taum=taum, lm=lm, Sm=Sm, smeared=smeared) -> np.ndarray:
-            Bc, d, kappa, _, a = unpack(q)
-            scale = taum ** (-kappa) / Bc  # du/dB
-            u = (Bm - Bc * (1.0 + d * Tm)) * scale
-            out = model(q, u) - lm
-            if smeared:  # a reading averages R over the field's spread S: + S/2 (g'' + g'^2) (du/dB)^2
-                g1 = sum((k + 1) * a[k] * u**k for k in range(len(a)))
-                g2 = sum((k + 1) * k * a[k] * u ** (k - 1) for k in range(1, len(a)))
-                out = out + 0.5 * Sm * scale**2 * (g2 + g1**2)
-            return out
+        def residuals(q: np.ndarray, Bm=Bm, Tm=Tm, taum=taum, lm=lm) -> np.ndarray:
+            Bc, d, kappa, _, _ = unpack(q)
+            u = (Bm - Bc * (1.0 + d * Tm)) / Bc * taum ** (-kappa)
+            return model(q, u) - lm
 
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # a trial step may run far off
