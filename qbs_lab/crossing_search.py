@@ -181,6 +181,9 @@ class _Search:
         c["B"] = np.interp(t, c["t_B"], c["B_meas"])
         tT, T = (np.asarray(v, dtype=float) for v in zip(*self.T_read, strict=True))
         c["T"] = np.interp(t, tT, T)
+        # where the sample's temperature reached the reading, nobody knows better than the filter's lag:
+        # the temperature at the reading's own time is the other assumption (a systematic of the fit)
+        c["T_now"] = np.interp(c["t"], tT, T)
         return c
 
     # -- the first guess ---------------------------------------------------------------------------
@@ -313,6 +316,7 @@ class _Search:
             drift=full,
             order=5 if full else 3,
             split=c["up"][use] > 0.5,
+            T_other=c["T_now"][use],
         )
 
     def _precise(self) -> bool:
