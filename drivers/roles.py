@@ -232,7 +232,8 @@ class MagnetRole:
         """Ramp to ``target`` [T] at ``rate`` [T/s], calling ``sample`` every ``interval`` [s] on the
         clock while the field moves, and for ``tail`` seconds once it holds (a lagging filter's last
         readings). The same limits and rate handling as :meth:`ramp_to` (nothing sent outside them);
-        the supply's state is read every ``poll`` seconds (a quench stops the sweep).
+        the supply's state is read every ``poll`` seconds and at the first sample past the expected
+        arrival (a quench stops the sweep; the hold is seen within a sample of the arrival).
         """
         self.limits.check(target, rate)
         self._raise_if_quenched()
@@ -244,6 +245,7 @@ class MagnetRole:
         t0 = self.clock.now()
         deadline = t0 + 1.5 * travel + 300.0
         self.adapter.start_ramp(target)
+        arrival = self.clock.now() + travel
         next_state = t0
         held_at: float | None = None
         k = 0
@@ -254,7 +256,10 @@ class MagnetRole:
             now = self.clock.now()
             if held_at is not None or now < next_state:
                 continue
-            next_state = now + self.limits.poll
+            # every poll, and at the first sample past the expected arrival: the hold is seen then
+            next_state = now + self.limits.poll if now < arrival else now + self.limits.fine_poll
+            if now < arrival < next_state:
+                next_state = arrival
             status = self._raise_if_quenched()
             if status in (MagnetStatus.HOLDING, MagnetStatus.AT_ZERO):
                 self._held = target if status is MagnetStatus.HOLDING else 0.0
