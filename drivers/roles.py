@@ -168,7 +168,10 @@ class MagnetRole:
         return self.adapter.field()
 
     def status(self) -> MagnetStatus:
-        return self.adapter.status()
+        status = self.adapter.status()
+        if status is not MagnetStatus.HOLDING:
+            self._held = None  # seen moving, paused or quenched: the next ramp reads the field again
+        return status
 
     def ramp_to(self, target: float, rate: float | None = None) -> None:
         """Ramp to ``target`` [T] at ``rate`` [T/s] (default: the limit) and wait until it holds.
@@ -193,20 +196,22 @@ class MagnetRole:
         # the ramp's own duration, plus switch heating and a margin: a supply that never holds is a fault
         deadline = self.clock.now() + 1.5 * travel + 300.0
         late = self.limits.fine_poll
-        due = False  # the read timed to reach the supply at the arrival was sent
+        due = False  # the read timed to reach the supply at the arrival is being sent
+        timed = False  # and its time was taken
         while True:
             wait = arrival + self.ARRIVAL_MARGIN - self._lead - self.clock.now()
             if wait > self.limits.poll:
                 self.clock.sleep(self.limits.poll)  # during the ramp: a state read every poll
             elif not due:
-                self.clock.sleep(wait)  # the read reaches the supply as the ramp arrives
+                self.clock.sleep(max(0.0, wait))  # the read reaches the supply as the ramp arrives
                 due = True
             else:  # the supply is slower than its rate says (switch heating, a slower segment)
                 self.clock.sleep(late)
                 late = min(2 * late, self.limits.poll)
             sent = self.clock.now()
             status = self._raise_if_quenched()
-            if due and late == self.limits.fine_poll:  # the read at the arrival: time it
+            if due and not timed:  # the read at the arrival: time it
+                timed = True
                 if status is MagnetStatus.RAMPING:
                     self._lead_share /= 2  # it may have been sent too early: send later
                 self._lead = self._lead_share * max(0.0, self.clock.now() - sent)

@@ -272,3 +272,20 @@ def test_with_a_switch_installed_a_step_goes_through_set_field_and_its_switch_ch
             sent = [c.command.upper() for c in lab.command_log("magnet")[n0:]]
             assert "PS?" in sent and "PAUSE" in sent  # the driver's own set_field
             assert lab.state.magnet.magnet_field() == pytest.approx(0.006, abs=1e-9)
+
+
+def test_a_supply_slower_than_its_rate_still_ends_each_step_at_its_hold() -> None:
+    """A supply whose voltage limit caps the ramp at half the rate set: the read at the expected
+    arrival finds it ramping, the role reads again (often, then less often) and each step ends held."""
+    with rig() as (lab, stn):
+        stn.magnet.ramp_to(0.006)
+        m = lab.state.magnet
+        m.voltage_limit = 0.5 * RATE / m.coil_constant * m.inductance  # dI/dt <= V / L: half the rate
+        here = 0.006
+        for _ in range(10):
+            t0 = stn.clock.now()
+            stn.magnet.ramp_to(here + 1e-4)
+            took = stn.clock.now() - t0
+            here += 1e-4
+            assert m.magnet_field() == pytest.approx(here, abs=1e-12)
+            assert 2e-4 / RATE <= took < 2e-4 / RATE + 0.1  # the slower ramp, plus the reads past it
