@@ -29,8 +29,9 @@ class QcodesAMI430:
     ramp). The coil constant, the current limit and the switch's presence are front-panel setup that
     no run changes: they are read once, at the first ramp. Without a switch the target and RAMP then go
     in one compound message on the driver's own VISA session (``CONF:FIELD:TARG <B>;RAMP``); a quench
-    or a refused RAMP shows in the state the role reads at the ramp's arrival. With a switch every ramp
-    goes through ``set_field``, whose checks of the switch heater stay in force.
+    or a refused RAMP shows in the state the role reads at the ramp's arrival. With a switch, or as one
+    axis of QCoDeS's 3-axis driver, every ramp goes through ``set_field``, whose checks of the switch
+    heater and of the parent's field limits stay in force.
     """
 
     def __init__(self, driver: Any) -> None:
@@ -55,7 +56,8 @@ class QcodesAMI430:
         if self._field_limit is None or self._switch is None:
             self._field_limit = float(self.driver.ask("COIL?")) * float(self.driver.current_limit())
             self._switch = bool(self.driver.switch_heater.enabled())
-        if self._switch:
+        # a switch's heater, or a 3-axis parent's field-vector limits: the driver's own checks
+        if self._switch or getattr(self.driver, "_parent_instrument", None) is not None:
             self.driver.set_field(target, block=False)
             return
         if abs(target) > self._field_limit:  # set_field's own check, on the cached limit
