@@ -89,6 +89,8 @@ def _check_one(name: str, v: float, plan: Plan, config: StationConfig) -> None:
         config.magnet.check(v, plan.field_policy.rate or config.magnet.max_rate)
         if plan.field_policy.sweep == "continuous":  # the sweep's own rate, checked before any line
             config.magnet.check(v, plan.field_policy.sweep_rate)
+        for rate in plan.search.field_rates() if plan.search is not None else ():
+            config.magnet.check(v, rate)
     elif name == "T":
         lim = config.thermometry
         if not 0 < v <= lim.max_temperature:

@@ -286,10 +286,20 @@ def _beside_view(args: argparse.Namespace) -> contextlib.AbstractContextManager[
 def _analyze_crossing(args: argparse.Namespace) -> int:
     import json
 
-    from qbs_lab.analysis.report import analyze_crossing, format_report, parse_at
+    from qbs_lab.analysis.report import (
+        analyze_crossing,
+        format_report,
+        format_search,
+        parse_at,
+        search_estimate,
+    )
 
     result, plots, analyses = analyze_crossing(args.path, x=args.x, over=args.over, at=parse_at(args.at))
-    print(json.dumps(result, allow_nan=False) if args.json else format_report(analyses, args.x, plots))
+    search = search_estimate(args.path)  # a find_crossing run: its own estimate beside the grid's
+    if args.json:
+        print(json.dumps(result | {"search": search} if search and isinstance(result, dict) else result))
+    else:
+        print(format_report(analyses, args.x, plots) + (f"\n{format_search(search)}" if search else ""))
     return 0
 
 

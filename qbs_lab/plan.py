@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,6 +27,7 @@ __all__ = [
     "FieldPolicy",
     "Measurement",
     "Plan",
+    "Search",
     "SettlePolicy",
     "TemperaturePolicy",
     "linspace",
@@ -183,6 +184,23 @@ def _check_name(name: object, what: str) -> None:
         )
 
 
+class Search(Protocol):
+    """An adaptive plan's decisions: where to measure next, from what was measured so far.
+
+    A plan with a ``search`` is not run point by point over its grid: the runner hands the station to
+    :meth:`run` (with a :class:`qbs_lab.search.SearchContext`), which moves, measures, stores readings
+    on grid cells of its choosing and returns what it decided and concluded (a JSON-ready dict). Every
+    setpoint it may send is declared by :meth:`setpoints` and every field rate by
+    :meth:`field_rates`, so the station's limits are checked before the run starts.
+    """
+
+    def setpoints(self) -> dict[str, Sequence[float]]: ...
+
+    def field_rates(self) -> Sequence[float]: ...
+
+    def run(self, ctx: Any) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class Plan:
     """A sweep: axes (outermost first), fixed setpoints, policies, and what is measured.
@@ -203,6 +221,8 @@ class Plan:
     measurements: tuple[Measurement, ...] = ()
     park: bool = True
     parameters: dict[str, Any] = field(default_factory=dict)
+    #: an adaptive plan: the search decides what is measured (the axes are the grid it stores on)
+    search: Search | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.axes]
@@ -259,4 +279,7 @@ class Plan:
         """Every value each kind of axis will be sent to (fixed ones included), for limit checks."""
         out: dict[str, Sequence[float]] = {a.name: a.values for a in self.axes}
         out.update({k: (v,) for k, v in self.fixed.items()})
+        if self.search is not None:  # the search's own setpoints (e.g. a setpoint ramp's highest)
+            for k, v in self.search.setpoints().items():
+                out[k] = (*out.get(k, ()), *v)
         return out

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-__all__ = ["ESTIMATE_PROGRESS_POINTS", "Progress", "WorkProgress", "format_duration"]
+__all__ = ["ESTIMATE_PROGRESS_POINTS", "Progress", "SearchProgress", "WorkProgress", "format_duration"]
 
 #: an estimate of at least this many points shows its progress (~20 s of wall time and more)
 ESTIMATE_PROGRESS_POINTS = 2000
@@ -115,6 +115,62 @@ class Progress:
     def finish(self) -> None:
         if self.tty:
             self._draw(self.line(), end="\n")
+
+
+class SearchProgress(Progress):
+    """Progress of an adaptive run: it stores readings on a grid it does not fill, so the fraction done
+    and the time left come from the search's own expected end (:meth:`expect`, updated after each of
+    its steps; before the first, the estimate's end), not from the points stored."""
+
+    def __init__(self, total: int, **kwargs: object) -> None:
+        super().__init__(total, **kwargs)  # type: ignore[arg-type]
+        self.end_s: float | None = self.schedule_end
+        self._shown_fraction = 0.0
+
+    def expect(self, end_s: float | None) -> None:
+        """The run's expected end [s on its time axis]."""
+        if end_s is not None:
+            self.end_s = end_s
+            if self.tty:
+                self._draw(self.line())
+
+    def time_left(self) -> float | None:
+        return None if self.end_s is None else max(0.0, self.end_s - self.t)
+
+    def __call__(self, k: int, index: tuple[int, ...], values: Sequence[float]) -> None:
+        decile = self._decile()
+        self.done, self.t = k + 1, values[-1]
+        if self.tty:
+            now = time.monotonic()
+            if now - self._last_draw >= 0.2:
+                self._last_draw = now
+                self._draw(self.line())
+        elif self._decile() != decile:
+            self.out.write(self.line() + "\n")
+            self.out.flush()
+
+    def _decile(self) -> int:
+        return int(10 * self._fraction())
+
+    def _fraction(self) -> float:
+        """Of the expected fridge time, how much has passed: never less than already shown (the
+        expected end moves as the search learns)."""
+        if self.end_s is None or self.end_s <= self.t_start:
+            return self._shown_fraction
+        frac = min(1.0, (self.t - self.t_start) / (self.end_s - self.t_start))
+        self._shown_fraction = max(self._shown_fraction, frac)
+        return self._shown_fraction
+
+    def line(self) -> str:
+        width = 24
+        frac = self._fraction()
+        bar = "#" * int(width * frac) + "." * (width - int(width * frac))
+        left = self.time_left()
+        left_text = f", about {format_duration(left)} left" if left is not None else ""
+        return (
+            f"{self.label}[{bar}] {100 * frac:3.0f}% of the expected fridge time, {self.done} cells stored"
+            f"  {format_duration(self.t)} elapsed{left_text}"
+        )
 
 
 class WorkProgress(Progress):

@@ -43,6 +43,7 @@ from qbs_lab.drivers.errors import SafetyError
 from qbs_lab.filters import settle_time
 from qbs_lab.interrupt import RunInterrupted, StopRequest
 from qbs_lab.plan import Plan
+from qbs_lab.search import SearchContext
 from qbs_lab.station import Station
 from qbs_lab.store.run_store import RunStore
 from qbs_lab.store.space import storage_reason
@@ -96,6 +97,8 @@ class RunResult:
     #: per phase, the fridge time the physics needed [s]: ramps at the allowed rates, the lock-in's
     #: settling, the time to reach and hold each temperature (see :func:`efficiency`)
     floor: dict[str, float] = field(default_factory=dict)
+    #: an adaptive plan's decisions and conclusion (:meth:`qbs_lab.plan.Search.run`)
+    search: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float:
@@ -140,6 +143,9 @@ class Runner:
         self.clock: Clock = clock or (station.clock if station is not None else RealClock())
         self.stop = stop or StopRequest()
         self.subscribers = list(subscribers)
+        #: an adaptive plan's log lines and running estimates go here (the run's log, the progress line)
+        self.log: Callable[[str], None] = lambda line: None
+        self.on_estimate: Callable[[dict[str, Any]], None] = lambda est: None
         self.movers, self.stabilizer = bind_axes(plan, station, self.clock)
         check_hazards = getattr(supervisor, "check_hazards", None)
         if self.stabilizer is not None and check_hazards is not None:
@@ -185,6 +191,7 @@ class Runner:
         ramp_floor0, meter0 = roles_floor(), self._meter_settled()
         t_origin = clock.now() - t_offset
         sweeper: LineSweeper | None = None
+        search: SearchContext | None = None
         try:
             t0 = clock.now()
             settle = self._prepare() if start < n else 0.0  # all measured: only park
@@ -201,6 +208,10 @@ class Runner:
             if plan.field_policy.sweep == "continuous" and self.station is not None:
                 sweeper = LineSweeper(self.station, plan.field_policy)
             k = start
+            if plan.search is not None and start < n:  # an adaptive plan: the search decides
+                search = self._search_context(result, t_origin, fixed, order)
+                result.search = plan.search.run(search)
+                k = n
             while k < n:
                 idx = tuple(order[k].tolist())
                 try:
@@ -281,6 +292,9 @@ class Runner:
             if sweeper is not None:  # a sweep's ramp is measuring time: its floor counts there
                 floor["ramp"] -= sweeper.ramp_floor
                 floor["measure"] += sweeper.floor - sweeper.overlap
+            if search is not None:
+                floor["ramp"] -= search.sweep_floor
+                floor["measure"] += search.sweep_floor
             try:
                 if self.station is not None and (plan.park or result.status != "completed"):
                     stop.parking = True
@@ -294,10 +308,64 @@ class Runner:
             finally:
                 if self.store is not None:
                     try:
+                        for idx, record in search.pending if search is not None else ():
+                            self.store.record(idx, record)  # a search's last readings, after parking
                         self.store.flush()
                     except Exception as err:  # the points not yet on disk are lost; resume measures them
                         result.status, result.message = "aborted", storage_reason(err, self.store.path)
         return result
+
+    def _search_context(
+        self,
+        result: RunResult,
+        t_origin: float,
+        fixed: list[tuple[Any, float]],
+        order: np.ndarray,
+    ) -> SearchContext:
+        """What an adaptive plan's search gets: the station, storing through the store and the
+        subscribers, the fixed setpoints, and the stop request and suspenders between its steps."""
+        store, subscribers, now = self.store, self.subscribers, self.clock.now
+        phases = result.phases
+
+        def record(idx: tuple[int, ...], values: tuple[float, ...]) -> None:
+            if store is not None:
+                store.record(idx, values)
+            for s in subscribers:
+                s(result.done, idx, values)
+            result.point_times.append(values[-1])
+            result.done += 1
+
+        def move_fixed() -> None:
+            for mover, value in fixed:
+                t0 = now()
+                try:
+                    mover.move(value)
+                finally:
+                    phases[mover.phase] += now() - t0
+
+        def check() -> bool:
+            self.stop.check()
+            trip = self.supervisor.check() if self.supervisor is not None else None
+            if trip is None:
+                return False
+            self._handle(trip, 0, 0, order, result, t_origin)  # a pause returns once recovered
+            move_fixed()  # after a pause every setpoint is set again
+            return True
+
+        assert self.station is not None
+        return SearchContext(
+            self.station,
+            self.clock,
+            t_origin,
+            record,
+            check,
+            move_fixed,
+            log=self.log,
+            report=self.on_estimate,
+            store_path=store.path if store is not None else None,
+            phases=phases,
+            floor=result.floor,
+        )
 
     def _sweep_line(
         self, sweeper: LineSweeper, order: np.ndarray, k: int, t_origin: float

@@ -34,14 +34,20 @@ import numpy as np
 
 from qbs_lab import __version__, console
 from qbs_lab.actuators import STATION_VARIABLES, check_plan, describe_parked
-from qbs_lab.analysis.online import OnlineCrossing, format_update
+from qbs_lab.analysis.online import OnlineCrossing, format_update, search_update
 from qbs_lab.clock import RealClock, VirtualClock
 from qbs_lab.interrupt import GuardedClock, StopRequest, catch_sigint
 from qbs_lab.lock import data_lock, hold, station_lock
 from qbs_lab.notify import Notifier
 from qbs_lab.plan import AXIS_KINDS, RF_OFF, Plan
 from qbs_lab.procedure import Procedure, load_procedure, parameters_from_dict
-from qbs_lab.progress import ESTIMATE_PROGRESS_POINTS, Progress, WorkProgress, format_duration
+from qbs_lab.progress import (
+    ESTIMATE_PROGRESS_POINTS,
+    Progress,
+    SearchProgress,
+    WorkProgress,
+    format_duration,
+)
 from qbs_lab.runner import PHASES, Runner, RunResult, Subscriber, first_unmeasured
 from qbs_lab.sim.lab import SimLab
 from qbs_lab.station import Station, StationConfig, StationError, load_station
@@ -147,7 +153,8 @@ def estimate_plan(
             supervisor = Suspenders(station, config.suspenders, station.clock)
             # a long plan takes minutes to time: show it moving (wall time left)
             ticker = [WorkProgress(plan.size, f"timing {plan.procedure} on the simulated lab", start=start)]
-            ticker = ticker if plan.size - start >= ESTIMATE_PROGRESS_POINTS else []
+            # (an adaptive plan stores on a grid it does not fill: its points say nothing of its progress)
+            ticker = ticker if plan.size - start >= ESTIMATE_PROGRESS_POINTS and plan.search is None else []
             result = Runner(plan, station, supervisor=supervisor, subscribers=ticker).run(start=start)
             for t in ticker:
                 t.finish()
@@ -649,7 +656,20 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
     plan, out = ctx.plan, ctx.out or sys.stderr
     bar = None
     subs: list[Subscriber] = [_CatalogProgress(ctx.catalog, ctx.run_id), *ctx.subscribers]
-    if OnlineCrossing.applies(plan) and "R" in runner.variables:
+    if plan.search is not None:  # an adaptive plan reports its own running estimate
+        ctx.online = json.loads(ctx.store.attrs().get("online", "[]"))
+
+        def on_estimate(record: dict[str, Any]) -> None:
+            update = search_update(record)
+            ctx.online.append(update)
+            ctx.store.update_attrs(online=_dumps(ctx.online))
+            if bar is not None:
+                bar.expect(record.get("expected_end_s"))
+                bar.message(f"crossing after {format_update(update)}")
+
+        runner.log = ctx.log.write
+        runner.on_estimate = on_estimate
+    elif OnlineCrossing.applies(plan) and "R" in runner.variables:
         ctx.online = json.loads(ctx.store.attrs().get("online", "[]"))
 
         def on_update(record: dict[str, Any]) -> None:
@@ -666,7 +686,7 @@ def _run(runner: Runner, ctx: _Context) -> RunResult:
         subs.append(online)
     if ctx.progress:
         est = ctx.est
-        bar = Progress(
+        bar = (SearchProgress if plan.search is not None else Progress)(
             plan.size,
             start=ctx.start,
             schedule=[t + ctx.t_offset for t in est.schedule] if est else None,
@@ -752,6 +772,8 @@ def _finish(
             {"T": T, "waited_s": round(w, 1), "outcome": o} for T, w, o in result.stabilization
         ]
         interruptions = json.loads(attrs.get("interruptions", "[]")) + result.interruptions
+        if result.search is not None:
+            store.update_attrs(search=_dumps(result.search))
         store.update_attrs(
             status=result.status,
             end_time=now_iso(),

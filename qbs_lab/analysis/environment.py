@@ -708,9 +708,7 @@ def _excitation_summary(
         )
         err = h["sigma_A_err_W_per_K4"]
         parts.append(
-            f"Sigma*A = {h['sigma_A_W_per_K4']:.3g}"
-            + (f" ± {err:.2g}" if err is not None else "")
-            + " W/K^4"
+            f"Sigma*A = {h['sigma_A_W_per_K4']:.3g}" + (f" ± {err:.2g}" if err is not None else "") + " W/K^4"
         )
     elif h is not None and h["reason"]:
         parts.append(h["reason"])

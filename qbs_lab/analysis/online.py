@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from qbs_lab.analysis.crossing import H_OVER_4E2
 from qbs_lab.analysis.estimate import analyze_isotherms
 from qbs_lab.plan import Plan
 
-__all__ = ["OnlineCrossing", "format_update"]
+__all__ = ["OnlineCrossing", "format_update", "search_update"]
 
 #: the inner axes an online crossing applies to, with the unit shown and its scale
 X_UNITS = {"B": ("mT", 1e3), "V_g": ("V", 1.0)}
@@ -127,10 +128,46 @@ class OnlineCrossing:
         return record
 
 
+def search_update(report: dict[str, Any]) -> dict[str, Any]:
+    """An adaptive search's running estimate (:mod:`qbs_lab.crossing_search`) as an update record,
+    the same keys as :meth:`OnlineCrossing.update`'s (the log, the live view and ``analyze`` read them)."""
+    est = report.get("estimate") or {}
+
+    def num(key: str) -> float | None:
+        return _num(est.get(key, math.nan))
+
+    T = est.get("T_range") or [math.nan, math.nan]
+    R_c = num("R_c")
+    return {
+        "t": _num(report.get("t_s", math.nan)),
+        "isotherms": report.get("pass", 0),
+        "x": "B",
+        "verdict": f"search step {report.get('pass', 0)}, readings at {T[0] * 1e3:.3g}-{T[1] * 1e3:.3g} mK",
+        "x_c": num("B_c"),
+        "x_c_err": num("B_c_err"),
+        "R_c": R_c,
+        "R_c_err": num("R_c_err"),
+        "R_c_h4e2": None if R_c is None else R_c / H_OVER_4E2,
+        "drift": num("drift"),
+        "drift_err": num("drift_err"),
+        "znu": num("z_nu"),
+        "znu_err": num("z_nu_err"),
+        "quality": None,
+        "excluded": [],
+        "order": None,
+        "collapse": None,
+        "expected_end_s": report.get("expected_end_s"),
+        "search": True,
+        "seconds": report.get("seconds", 0.0),
+    }
+
+
 def format_update(record: dict[str, Any]) -> str:
     """One log line for an update."""
     unit, scale = X_UNITS[record["x"]]
-    parts = [f"{record['isotherms']} isotherms: {record['verdict']}"]
+    parts = [
+        record["verdict"] if record.get("search") else f"{record['isotherms']} isotherms: {record['verdict']}"
+    ]
     if record["x_c"] is not None:
         err = record["x_c_err"]
         parts.append(

@@ -25,7 +25,15 @@ from qbs_lab.analysis.estimate import UNITS, Analysis, analyze_isotherms
 if TYPE_CHECKING:  # xarray takes a second to import: only where a dataset is read
     import xarray as xr
 
-__all__ = ["AnalysisInputError", "analyze_crossing", "analyze_dataset", "format_report", "parse_at"]
+__all__ = [
+    "AnalysisInputError",
+    "analyze_crossing",
+    "analyze_dataset",
+    "format_report",
+    "format_search",
+    "parse_at",
+    "search_estimate",
+]
 
 
 class AnalysisInputError(ValueError):
@@ -149,7 +157,30 @@ def analyze_crossing(
     return [fixed | a.to_dict() for fixed, a in results], written, results
 
 
+def search_estimate(path: str | Path) -> dict[str, Any] | None:
+    """An adaptive search's own estimate (``find_crossing``: every reading at its own temperature), if
+    the run at ``path`` was one; None otherwise."""
+    import json
+
+    try:
+        attrs = _open(Path(path)).attrs
+        return json.loads(attrs["search"]).get("estimate")
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
 # -- text -----------------------------------------------------------------------------------------------
+
+
+def format_search(est: dict[str, Any]) -> str:
+    """The search's estimate in two lines, beside the grid's analysis."""
+    T = est.get("T_range_K") or [math.nan, math.nan]
+    return (
+        f"adaptive search's own estimate (each reading at its own temperature, {T[0] * 1e3:.3g}-"
+        f"{T[1] * 1e3:.3g} mK): B_c = {est['B_c'] * 1e3:.5g} ± {est['B_c_err'] * 1e3:.2g} mT,"
+        f" R_c = {est['R_c']:.5g} ± {est['R_c_err']:.2g} Ohm, z·ν = {est['z_nu']:.3g} ± {est['z_nu_err']:.2g}"
+        "\n  (the grid above stores each band of temperature as one isotherm: its spread blurs the collapse)"
+    )
 
 
 def format_report(results: list[tuple[dict[str, float], Analysis]], x: str, plots: list[Path]) -> str:
