@@ -342,6 +342,7 @@ class _Search:
         return {
             "t_s": round(self.ctx.now(), 2),
             "pass": self.n_pass,
+            "isotherms": self.closed + 1,  # the bands with readings so far (the stored isotherms)
             "T_K": self.T_read[-1][1] if self.T_read else None,
             "estimate": est,
             "expected_end_s": round(self._expected_end(), 1),
