@@ -7,8 +7,10 @@
    (folds) and journal appends it made. With ``--before REV`` the store of git revision REV (e.g. the
    one before the journal, ``e62d9ac``) is measured beside it, in the same run.
 2. The field-ramp time of ``field_isotherms`` (five isotherms, 6 to 18 mT) with 25 and with 400 fields
-   per isotherm on the simulated lab: the fridge time spent in the magnet role's ramps (the run's and the
-   park's) beside its physical floor, travel / rate at the station's 2 mT/s.
+   per isotherm, stepped, and with 400 swept continuously, on the simulated lab: the fridge time spent in
+   the magnet role's ramps (the run's and the park's) beside its physical floor, travel / rate at the
+   station's 2 mT/s (continuous: the sweeps at their 0.2 mT/s too), the messages the supply received per
+   ramp, and the least ratio one message per ramp allows at the lab's 2 ms a message.
 3. The plan efficiency (physics floor / estimated fridge time) of the default field_isotherms and
    phase_diagram, as ``qbs-lab estimate`` reports it.
 
@@ -27,6 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -116,32 +120,54 @@ def load_before(rev: str) -> ModuleType | None:
     return module
 
 
-def field_ramps(num: int) -> tuple[float, float, int]:
+@dataclass
+class Ramps:
+    """The magnet role's ramps in one run of field_isotherms."""
+
+    spent: float  # [s] of fridge time in the role's ramps and sweeps (a sweep's filter tail left out)
+    floor: float  # [s] travel / rate, summed
+    count: int  # ramps and sweeps
+    messages: int  # messages the supply received during them
+    latency: float  # [s] the simulated lab's time a message takes
+
+
+def field_ramps(num: int, sweep: str = "stepped") -> Ramps:
     """field_isotherms with ``num`` fields per isotherm on the simulated lab: the fridge time of the
-    magnet role's ramps [s], their floor (travel / rate) [s], and the number of ramps."""
+    magnet role's ramps (and, continuous, its sweeps up to the hold), their floor, how many there were
+    and the messages the magnet supply received during them (one message: one instant of its log)."""
     config = load_station(STATION)
     proc = load_procedure("field_isotherms")
-    plan = proc.plan(parse_settings(proc, [f"num={num}"]))
-    spent, count = [0.0], [0]
+    plan = proc.plan(parse_settings(proc, [f"num={num}", f"sweep={sweep}"]))
+    out = Ramps(0.0, 0.0, 0, 0, 0.0)
     with SimLab.from_station(STATION, seed=0) as lab:
+        name = next(n for n in lab.instruments if lab.role_of(n) == "magnet")
+        log = lab.emulator(name).log
         with contextlib.redirect_stdout(io.StringIO()):
             station = config.connect(lab=lab)
         with station:
             magnet, clock = station.magnet, station.clock
-            ramp = magnet.ramp_to
+            out.latency = float(getattr(clock, "io_latency", 0.0))
 
-            def timed(target: float, rate: float | None = None) -> None:
-                t0 = clock.now()
-                try:
-                    ramp(target, rate)
-                finally:
-                    spent[0] += clock.now() - t0
-                    count[0] += 1
+            def timed(method: Callable[..., None], tail_of: Callable[..., float]) -> Callable[..., None]:
+                def call(*args: Any, **kwargs: Any) -> None:
+                    t0, n0 = clock.now(), len(log)
+                    try:
+                        method(*args, **kwargs)
+                    finally:
+                        out.spent += clock.now() - t0 - tail_of(*args, **kwargs)
+                        out.count += 1
+                        out.messages += len({c.time for c in log[n0:]})
 
-            magnet.ramp_to = timed  # type: ignore[method-assign]
+                return call
+
+            magnet.ramp_to = timed(magnet.ramp_to, lambda *a, **k: 0.0)  # type: ignore[method-assign]
+            magnet.sweep_to = timed(  # type: ignore[method-assign]
+                magnet.sweep_to, lambda *a, tail=0.0, **k: tail
+            )
             result = Runner(plan, station).run()
             assert result.status == "completed", result.message
-            return spent[0], magnet.floor, count[0]
+            out.floor = magnet.floor
+    return out
 
 
 def main() -> None:
@@ -176,12 +202,25 @@ def main() -> None:
     print("   (ren: chunk files renamed into place; the journal is appended, never renamed)")
 
     print("\n2. field_isotherms: fridge time of the field ramps beside their floor (travel / rate)")
-    for num in (25, 400):
-        spent, floor, n = field_ramps(num)
+    print(
+        f"   {'fields':>6} {'sweep':<10} {'ramps':>6} {'ramp time':>10} {'floor':>8} {'ratio':>6}"
+        f" {'above floor':>12} {'msgs/ramp':>10} {'1 msg/ramp bound':>17}"
+    )
+    for num, sweep in ((25, "stepped"), (400, "stepped"), (400, "continuous")):
+        r = field_ramps(num, sweep)
+        # no step can start sooner than the message that starts it reaches the supply
+        bound = (r.floor + r.count * r.latency) / r.floor
         print(
-            f"   {num:>3} fields per isotherm: {n:>5} ramps, {spent:8.1f} s of ramps, floor {floor:7.1f} s,"
-            f" ratio {spent / floor:.3f} ({(spent - floor) / n * 1e3:.1f} ms a ramp above the floor)"
+            f"   {num:>6} {sweep:<10} {r.count:>6} {r.spent:>8.1f} s {r.floor:>6.1f} s"
+            f" {r.spent / r.floor:>6.3f}"
+            f" {(r.spent - r.floor) / r.count * 1e3:>7.1f} ms/r {r.messages / r.count:>10.2f}"
+            f" {bound:>17.3f}"
         )
+    print(
+        "   (continuous: a sweep's time up to its hold, its filter tail left out, and its messages include"
+        " the field read at each sample; the bound: the floor plus one message of the lab's latency per"
+        " ramp, over the floor)"
+    )
 
     print("\n3. plan efficiency (physics floor / estimated fridge time), default parameters")
     config = load_station(STATION)

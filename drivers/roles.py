@@ -143,10 +143,17 @@ class MagnetRole:
     """The magnet: the rate goes to the supply itself, then the role waits on the clock for HOLDING.
 
     The wait ends when the physics does: the ramp should arrive after travel / rate, so the role reads
-    the supply's state every ``poll`` seconds until then (a quench is seen within that) and every
-    ``fine_poll`` seconds from the expected arrival on, backing off if the supply is slower (switch
-    heating, a slower ramp segment). A field step costs its ramp time plus a few reads.
+    the supply's state every ``poll`` seconds until then (a quench is seen within that) and sends the
+    read that confirms HOLDING so that it reaches the supply as the ramp arrives (early by the time a
+    state read takes, measured on the clock); past the arrival it reads every ``fine_poll`` seconds,
+    backing off if the supply is slower (switch heating, a slower ramp segment). A step from a held
+    field asks nothing before it: the rate this role set, and the field and state its last ramp
+    confirmed, are known. A field step costs its ramp time plus the message that starts it.
     """
+
+    #: a state read is sent this much after the expected arrival less its own time [s]: the supply's
+    #: arithmetic of the arrival may differ from ours in the last bits
+    ARRIVAL_MARGIN = 1e-6
 
     def __init__(self, adapter: MagnetAdapter, limits: MagnetLimits, clock: Clock) -> None:
         self.adapter, self.limits, self.clock = adapter, limits, clock
@@ -154,25 +161,33 @@ class MagnetRole:
         self.floor = 0.0
         self._rate: float | None = None  # the ramp rate this role set and read back [T/s]
         self._held: float | None = None  # the field the last ramp of this role ended holding at [T]
+        self._lead = 0.0  # [s] the arrival's read is sent this early: the time a state read takes
+        self._lead_share = 1.0  # of the read's time; halved each time a read sent so early was early
 
     def field(self) -> float:
         return self.adapter.field()
 
     def status(self) -> MagnetStatus:
-        return self.adapter.status()
+        status = self.adapter.status()
+        if status is not MagnetStatus.HOLDING:
+            self._held = None  # seen moving, paused or quenched: the next ramp reads the field again
+        return status
 
     def ramp_to(self, target: float, rate: float | None = None) -> None:
         """Ramp to ``target`` [T] at ``rate`` [T/s] (default: the limit) and wait until it holds.
 
-        Raises :class:`LimitError` before anything is sent, :class:`QuenchError` on a quench.
+        Raises :class:`LimitError` before anything is sent, :class:`QuenchError` on a quench (seen
+        within ``poll`` seconds during the ramp, and by the read at its arrival), :class:`SafetyError`
+        when the supply stops ramping or never holds.
         """
         rate = self.limits.max_rate if rate is None else rate
         self.limits.check(target, rate)
-        self._raise_if_quenched()
-        # the rate this role set and read back, and the field its last ramp held at, are not asked
-        # again: a step costs its ramp and the supply's own conversation, not three more reads
+        if self._held is None:  # nothing confirmed of the supply: its state, then its field
+            self._raise_if_quenched()
+            start = self.adapter.field()
+        else:  # held by this role's last ramp, confirmed by a read: a quench since shows at arrival
+            start = self._held
         self._set_rate(rate)
-        start = self._held if self._held is not None else self.adapter.field()
         self._held = None  # until this ramp holds
         self.adapter.start_ramp(target)
         travel = abs(target - start) / rate
@@ -181,16 +196,25 @@ class MagnetRole:
         # the ramp's own duration, plus switch heating and a margin: a supply that never holds is a fault
         deadline = self.clock.now() + 1.5 * travel + 300.0
         late = self.limits.fine_poll
+        due = False  # the read timed to reach the supply at the arrival is being sent
+        timed = False  # and its time was taken
         while True:
-            # sleep to the expected arrival (less the time a state read takes), reading the state at
-            # least every poll; past it, read often, then less often (a switch heating, a slower segment)
-            ahead = arrival - self.clock.now()
-            if ahead > 0:
-                self.clock.sleep(min(ahead, self.limits.poll))
-            elif self.clock.now() > arrival:
+            wait = arrival + self.ARRIVAL_MARGIN - self._lead - self.clock.now()
+            if wait > self.limits.poll:
+                self.clock.sleep(self.limits.poll)  # during the ramp: a state read every poll
+            elif not due:
+                self.clock.sleep(max(0.0, wait))  # the read reaches the supply as the ramp arrives
+                due = True
+            else:  # the supply is slower than its rate says (switch heating, a slower segment)
                 self.clock.sleep(late)
                 late = min(2 * late, self.limits.poll)
+            sent = self.clock.now()
             status = self._raise_if_quenched()
+            if due and not timed:  # the read at the arrival: time it
+                timed = True
+                if status is MagnetStatus.RAMPING:
+                    self._lead_share /= 2  # it may have been sent too early: send later
+                self._lead = self._lead_share * max(0.0, self.clock.now() - sent)
             if status in (MagnetStatus.HOLDING, MagnetStatus.AT_ZERO):
                 self._held = target if status is MagnetStatus.HOLDING else 0.0
                 return
@@ -213,7 +237,8 @@ class MagnetRole:
         """Ramp to ``target`` [T] at ``rate`` [T/s], calling ``sample`` every ``interval`` [s] on the
         clock while the field moves, and for ``tail`` seconds once it holds (a lagging filter's last
         readings). The same limits and rate handling as :meth:`ramp_to` (nothing sent outside them);
-        the supply's state is read every ``poll`` seconds (a quench stops the sweep).
+        the supply's state is read every ``poll`` seconds and at the first sample past the expected
+        arrival (a quench stops the sweep; the hold is seen within a sample of the arrival).
         """
         self.limits.check(target, rate)
         self._raise_if_quenched()
@@ -225,6 +250,7 @@ class MagnetRole:
         t0 = self.clock.now()
         deadline = t0 + 1.5 * travel + 300.0
         self.adapter.start_ramp(target)
+        arrival = self.clock.now() + travel
         next_state = t0
         held_at: float | None = None
         k = 0
@@ -235,7 +261,10 @@ class MagnetRole:
             now = self.clock.now()
             if held_at is not None or now < next_state:
                 continue
-            next_state = now + self.limits.poll
+            # every poll, and at the first sample past the expected arrival: the hold is seen then
+            next_state = now + self.limits.poll if now < arrival else now + self.limits.fine_poll
+            if now < arrival < next_state:
+                next_state = arrival
             status = self._raise_if_quenched()
             if status in (MagnetStatus.HOLDING, MagnetStatus.AT_ZERO):
                 self._held = target if status is MagnetStatus.HOLDING else 0.0

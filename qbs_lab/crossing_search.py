@@ -181,6 +181,9 @@ class _Search:
         c["B"] = np.interp(t, c["t_B"], c["B_meas"])
         tT, T = (np.asarray(v, dtype=float) for v in zip(*self.T_read, strict=True))
         c["T"] = np.interp(t, tT, T)
+        # where the sample's temperature reached the reading, nobody knows better than the filter's lag:
+        # the temperature at the reading's own time is the other assumption (a systematic of the fit)
+        c["T_now"] = np.interp(c["t"], tT, T)
         return c
 
     # -- the first guess ---------------------------------------------------------------------------
@@ -313,6 +316,7 @@ class _Search:
             drift=full,
             order=5 if full else 3,
             split=c["up"][use] > 0.5,
+            T_other=c["T_now"][use],
         )
 
     def _precise(self) -> bool:
@@ -338,6 +342,7 @@ class _Search:
         return {
             "t_s": round(self.ctx.now(), 2),
             "pass": self.n_pass,
+            "isotherms": self.closed + 1,  # the bands with readings so far (the stored isotherms)
             "T_K": self.T_read[-1][1] if self.T_read else None,
             "estimate": est,
             "expected_end_s": round(self._expected_end(), 1),

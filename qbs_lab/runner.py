@@ -217,20 +217,11 @@ class Runner:
                 try:
                     if need_fixed:
                         for mover, value in fixed:
-                            t0 = now()
-                            try:
-                                mover.move(value)
-                            finally:
-                                phases[mover.phase] += now() - t0
+                            self._move(mover, value, phases)
                         need_fixed = False
                     for d in range(ndim):
                         if idx[d] != prev[d]:
-                            mover = movers[d]
-                            t0 = now()
-                            try:
-                                mover.move(values[d][idx[d]])
-                            finally:  # a move cut short by a fault took fridge time all the same
-                                phases[mover.phase] += now() - t0
+                            self._move(movers[d], values[d][idx[d]], phases)
                     prev = idx
                     t0 = t1 = now()
                     try:
@@ -315,6 +306,15 @@ class Runner:
                         result.status, result.message = "aborted", storage_reason(err, self.store.path)
         return result
 
+    def _move(self, mover: Any, value: float, phases: dict[str, float]) -> None:
+        """One move, its fridge time accounted to its phase (a move cut short by a fault took fridge
+        time all the same)."""
+        t0 = self.clock.now()
+        try:
+            mover.move(value)
+        finally:
+            phases[mover.phase] += self.clock.now() - t0
+
     def _search_context(
         self,
         result: RunResult,
@@ -324,7 +324,7 @@ class Runner:
     ) -> SearchContext:
         """What an adaptive plan's search gets: the station, storing through the store and the
         subscribers, the fixed setpoints, and the stop request and suspenders between its steps."""
-        store, subscribers, now = self.store, self.subscribers, self.clock.now
+        store, subscribers = self.store, self.subscribers
         phases = result.phases
 
         def record(idx: tuple[int, ...], values: tuple[float, ...]) -> None:
@@ -337,11 +337,7 @@ class Runner:
 
         def move_fixed() -> None:
             for mover, value in fixed:
-                t0 = now()
-                try:
-                    mover.move(value)
-                finally:
-                    phases[mover.phase] += now() - t0
+                self._move(mover, value, phases)
 
         def check() -> bool:
             self.stop.check()

@@ -140,7 +140,7 @@ def search_update(report: dict[str, Any]) -> dict[str, Any]:
     R_c = num("R_c")
     return {
         "t": _num(report.get("t_s", math.nan)),
-        "isotherms": report.get("pass", 0),
+        "isotherms": report.get("isotherms", 0),
         "x": "B",
         "verdict": f"search step {report.get('pass', 0)}, readings at {T[0] * 1e3:.3g}-{T[1] * 1e3:.3g} mK",
         "x_c": num("B_c"),

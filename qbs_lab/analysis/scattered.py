@@ -11,9 +11,13 @@ T -> 0 value) and ``T_ref`` the geometric mean of the readings' temperatures (so
 and z nu are nearly uncorrelated). Only readings inside the window |g'(0) u| <= ``y_max`` are used:
 the polynomial holds there whatever the true scaling function is.
 
-Errors: the fit's covariance, scaled by the residuals' variance and by their correlation along the
-readings' time order (a lock-in's filter makes neighbouring readings alike), and widened by how much
-the result moves when the polynomial's order and the window change (the model's own uncertainty).
+Readings that misfit the rest at the low end (excitation heating, corrections to scaling) are left
+out first (``T_cut``). Errors: the fit's covariance, scaled by the residuals' variance and by their
+correlation along the readings' time order (a lock-in's filter makes neighbouring readings alike),
+widened by how much the result moves when the polynomial's order and the window change, when the
+lowest temperatures are left out, without the drift term (z·ν), between two halves of the readings
+(the caller's ``split``, e.g. sweeps up and down; low and high T for z·ν), and with each reading at its
+``T_other`` (e.g. the temperature read at the reading's time rather than a filter's lag before).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -111,6 +115,7 @@ def fit_scattered(
     systematics: bool = True,
     trim_low_T: bool = True,
     split: np.ndarray | None = None,
+    T_other: np.ndarray | None = None,
 ) -> ScatteredFit:
     """Fit the scaling form (module docstring) to readings R [Ohm] at fields B [T] and temperatures
     T [K]; ``B_c0`` [T] and ``z_nu0`` start the search; ``t`` orders the readings in time (for their
@@ -118,15 +123,16 @@ def fit_scattered(
     B, T, R = (np.asarray(a, dtype=float) for a in (B, T, R))
     order_t = np.argsort(t, kind="stable") if t is not None else np.arange(len(B))
     half = np.asarray(split, dtype=bool)[order_t] if split is not None else np.zeros(len(B), dtype=bool)
+    T2 = np.asarray(T_other, dtype=float)[order_t] if T_other is not None else T[order_t]
     B, T, R = B[order_t], T[order_t], R[order_t]
-    good = np.isfinite(B) & np.isfinite(T) & np.isfinite(R) & (R > 0) & (T > 0)
-    B, T, R, half = B[good], T[good], R[good], half[good]
+    good = np.isfinite(B) & np.isfinite(T) & np.isfinite(R) & (R > 0) & (T > 0) & np.isfinite(T2) & (T2 > 0)
+    B, T, R, half, T2 = B[good], T[good], R[good], half[good], T2[good]
     if len(B) < order + 6:
         return _failed(f"{len(B)} readings: too few to fit", len(B))
     T_cut = _misfit_below(B, T, R, B_c0, z_nu0, order, y_max) if trim_low_T else math.nan
     if math.isfinite(T_cut):
         keep = T >= T_cut
-        B, T, R, half = B[keep], T[keep], R[keep], half[keep]
+        B, T, R, half, T2 = B[keep], T[keep], R[keep], half[keep], T2[keep]
     base = _fit(B, T, R, B_c0, z_nu0, drift, order, y_max)
     base = ScatteredFit(**{**asdict(base), "T_range": base.T_range, "coeffs": base.coeffs, "T_cut": T_cut})
     if base.status != "ok" or not systematics:
@@ -150,6 +156,12 @@ def fit_scattered(
         if a.status == "ok" and b.status == "ok":
             for k in keys:
                 shifts[k].append(0.5 * (getattr(a, k) - getattr(b, k)))
+    # each reading at its other temperature (the caller's other assumption of when R saw which T)
+    if T_other is not None:
+        alt = _fit(B, T2, R, base.B_c, base.z_nu, drift, order, y_max)
+        if alt.status == "ok":
+            for k, v in shifts.items():
+                v.append(getattr(alt, k) - getattr(base, k))
     # z nu with and without the drift term (the two trade off against R_c and each other)
     if drift:
         alt = _fit(B, T, R, base.B_c, base.z_nu, False, order, y_max)
