@@ -334,7 +334,8 @@ class _Search:
         s = self.s
         T = self.T_read[-1][1] if self.T_read else s.T_range[0]
         left = max(0.0, s.T_range[1] - T) / s.T_rate
-        return min(s.budget, self.ctx.now() + left)
+        field = self.cols["B_meas"][-1] if self.cols["B_meas"] else 0.0
+        return min(s.budget, self.ctx.now() + left + self._park_time(field))
 
     def _record(self) -> dict[str, Any]:
         fit = self.fit
@@ -383,9 +384,17 @@ class _Search:
             return f"the sample reached the top of the range ({T * 1e3:.4g} mK)"
         a, b, _ = self._window(T)
         next_pass = (b - a) / s.sweep_rate
-        if self.ctx.now() + next_pass > s.budget:
-            return f"the fridge-time budget ({s.budget:.0f} s) would be overrun by the next sweep"
+        if self.ctx.now() + next_pass + self._park_time(b) > s.budget:
+            return f"the fridge-time budget ({s.budget:.0f} s) would be overrun by the next sweep and parking"
         return ""
+
+    def _park_time(self, field: float) -> float:
+        """Seconds parking takes from ``field`` [T]: the magnet to zero, the gate to its safe value, at
+        the station's rates (the gate's steps a little slower: 20 % on top)."""
+        config = self.ctx.station.config
+        gate = config.gate
+        volts = abs(self.env[-1][2] - gate.safe_value) if self.env else 0.0  # the last gate reading
+        return abs(field) / config.magnet.max_rate + 1.2 * volts / gate.max_rate
 
     # -- storing on the grid -----------------------------------------------------------------------
     def _cells(self, band: int) -> list[tuple[tuple[int, ...], tuple[float, ...]]]:

@@ -157,11 +157,11 @@ def fit_scattered(
             for k in keys:
                 shifts[k].append(0.5 * (getattr(a, k) - getattr(b, k)))
     # each reading at its other temperature (the caller's other assumption of when R saw which T)
+    # in z nu (B_c's T -> 0 value moves with it only through the drift's trade-off with R_c)
     if T_other is not None:
         alt = _fit(B, T2, R, base.B_c, base.z_nu, drift, order, y_max)
         if alt.status == "ok":
-            for k, v in shifts.items():
-                v.append(getattr(alt, k) - getattr(base, k))
+            shifts["z_nu"].append(alt.z_nu - base.z_nu)
     # z nu with and without the drift term (the two trade off against R_c and each other)
     if drift:
         alt = _fit(B, T, R, base.B_c, base.z_nu, False, order, y_max)
